@@ -1,0 +1,152 @@
+"""CaseWorkflow's contract: its input, Updates, `status` query and result.
+
+Integrators send these as JSON; docs/integration.md holds their generated JSON Schemas.
+"""
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from contract.common import Code, Instant, Name, Text
+
+CaseNo = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{2,63}$")]
+ApplicantId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")]
+
+
+def case_workflow_id(case_no: str) -> str:
+    return f"case-{case_no}"
+
+
+class CaseStage(StrEnum):
+    """Where a case stands. Also the CaseStage search attribute value."""
+
+    RECEIVED = "received"  # started, acceptance check running
+    NOT_ACCEPTED = "not_accepted"  # 不予受理: one notice listed everything missing
+    AWAITING_MATERIALS = "awaiting_materials"  # 容缺受理: deferred materials outstanding
+    AWAITING_REVIEW = "awaiting_review"  # accepted, materials complete, waiting for the review step
+    TERMINATED = "terminated"  # 终止办理: deferral deadline missed
+    WITHDRAWN = "withdrawn"  # applicant withdrew before a decision
+
+    @property
+    def is_final(self) -> bool:
+        return self in {CaseStage.NOT_ACCEPTED, CaseStage.TERMINATED, CaseStage.WITHDRAWN}
+
+
+class Applicant(BaseModel):
+    """The applicant. Only `applicant_id` (opaque) travels to search attributes, logs and notices;
+    the personal details are stored in the application database."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    applicant_id: ApplicantId
+    kind: str = Field(default="person", pattern=r"^(person|enterprise)$")
+    name: Name | None = None
+    id_number: str | None = Field(default=None, max_length=64, description="ID card or credit code")
+    phone: str | None = Field(default=None, max_length=32)
+
+
+class CaseApplication(BaseModel):
+    """Input of CaseWorkflow (workflow id `case-<case_no>`, task queue `hallflow`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    case_no: CaseNo
+    matter_code: Code
+    hall: Name
+    clerk: Name
+    applicant: Applicant
+    materials: list[Code] = Field(default_factory=list, description="codes of the materials handed in")
+    # 告知承诺: the applicant signed the commitment to supply deferred materials in time.
+    commitment_signed: bool = False
+
+
+class SupplementMaterials(BaseModel):
+    """Update `supplement_materials`: deferred materials handed in."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    materials: list[Code] = Field(min_length=1)
+    submitted_by: Name
+
+
+class SupplementResult(BaseModel):
+    still_missing: list[str]
+    complete: bool
+
+
+class Withdraw(BaseModel):
+    """Update `withdraw`: the applicant withdraws before a decision."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2000)]
+    requested_by: Name
+
+
+class Pause(BaseModel):
+    """The case clock stopped (补正 or a special procedure)."""
+
+    reason: str
+    started_at: datetime
+    ended_at: datetime | None = None
+    working_days: int = 0
+
+
+class Event(BaseModel):
+    at: datetime
+    action: str
+    actor: str
+    reason: str = ""
+
+
+class CaseStatus(BaseModel):
+    """Answer of the `status` query."""
+
+    case_no: str
+    stage: CaseStage
+    matter_code: str
+    matter_name: str | None = None
+    department: str | None = None
+    hall: str
+    accepted_at: datetime | None = None
+    promised_due_at: datetime | None = None
+    statutory_due_at: datetime | None = None
+    working_days_used: int | None = None
+    working_days_left: int | None = None
+    calendar_version: str | None = None
+    missing_materials: list[str] = Field(default_factory=list, description="codes still missing")
+    deferral_due_at: datetime | None = None
+    pauses: list[Pause] = Field(default_factory=list)
+    last_events: list[Event] = Field(default_factory=list)
+
+
+class CaseOutcome(BaseModel):
+    """Result of CaseWorkflow. A case that ends without a grant (not accepted, withdrawn,
+    terminated) completes normally with this result; it does not fail."""
+
+    case_no: str
+    stage: CaseStage
+    reason: str = ""
+    missing_materials: list[str] = Field(default_factory=list)
+    closed_at: Instant | None = None
+
+
+class CaseRegistration(BaseModel):
+    """What `register_case` stores: the case row and the applicant's personal details."""
+
+    case_no: str
+    matter_code: str
+    hall: str
+    clerk: str
+    applicant: Applicant
+    workflow_id: str
+    received_at: Instant
+
+
+class Deadlines(BaseModel):
+    """Working-day schedule of an accepted case, from the calendar activity."""
+
+    promised: list[date]
+    statutory: list[date]

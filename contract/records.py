@@ -1,0 +1,73 @@
+"""What activities persist: audit entries, notices, the case projection.
+
+Every record carries an idempotency `key` made in the workflow (deterministic on replay),
+so an activity retry finds its own earlier write instead of adding a second one.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from contract.common import Instant, Name, Text
+
+
+class AuditEntry(BaseModel):
+    """One state change: who, what, when, why, in which workflow run."""
+
+    key: str
+    subject_type: str  # case | rectification | suggestion | risk ...
+    subject_id: str
+    action: str  # short event name: accepted, not_accepted, materials_supplemented ...
+    actor: Name  # person or system ("hallflow") that caused it
+    reason: Text = ""
+    at: Instant
+    workflow_id: str
+    run_id: str
+    # No personal data here: codes, counts and dates only.
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class CaseSnapshot(BaseModel):
+    """The case's current state, kept in the `cases` table for reports and halls."""
+
+    case_no: str
+    matter_code: str
+    hall: str
+    stage: str
+    department: str | None = None
+    accepted_at: datetime | None = None
+    promised_due_at: datetime | None = None
+    statutory_due_at: datetime | None = None
+    deferral_due_at: datetime | None = None
+    closed_at: datetime | None = None
+    outcome: str | None = None
+
+
+class CaseEvent(BaseModel):
+    """An audit entry and the case state after it, written in one transaction."""
+
+    audit: AuditEntry
+    case: CaseSnapshot
+
+
+class Notice(BaseModel):
+    """A notification; recipients are opaque ids (applicant id, department code, officer)."""
+
+    key: str
+    recipient: str
+    kind: str  # not_accepted, deferral_accepted, deferral_reminder, case_terminated ...
+    subject_type: str
+    subject_id: str
+    title: Text
+    body: Text
+    at: Instant
+
+
+class BrokenCommitment(BaseModel):
+    """告知承诺 broken: deferred materials not supplied in time; blocks deferral for the applicant."""
+
+    key: str
+    applicant_id: str
+    case_no: str
+    at: Instant
