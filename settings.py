@@ -1,0 +1,32 @@
+"""All settings, from environment variables prefixed HALLFLOW_ (see README, "Settings")."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HALLFLOW_", extra="ignore")
+
+    temporal_address: str = "127.0.0.1:7233"
+    namespace: str = "default"
+    task_queue: str = "hallflow"
+    ui_url: str = "http://127.0.0.1:8233"
+    # SQLite file by default; PostgreSQL in production, e.g.
+    # postgresql+psycopg://hallflow@db.example:5432/hallflow
+    database_url: str = f"sqlite:///{ROOT / 'var' / 'hallflow.db'}"
+    catalog_file: Path = ROOT / "data" / "matters.toml"
+    calendar_dir: Path = ROOT / "data" / "calendar"
+    log_level: str = "INFO"
+    # Worker tuning: bounded cache keeps memory flat however many cases are open.
+    max_cached_workflows: int = Field(default=1000, ge=0)
+    activity_threads: int = Field(default=16, ge=1)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
