@@ -23,8 +23,8 @@ class Panel(BaseModel):
 
     members: list[Name] = Field(min_length=1)
     chair: Name
-    # Share of members who must vote for the decision to stand (default: half).
-    quorum: float = Field(default=0.5, gt=0, le=1)
+    # Share of members who must vote for the decision to stand: at least half (domain.md).
+    quorum: float = Field(default=0.5, ge=0.5, le=1)
     # majority: a majority of the members who should attend decides;
     # chair_decides: the chair decides after every present member has spoken.
     rule: Literal["majority", "chair_decides"] = "majority"
@@ -87,8 +87,20 @@ class Matter(BaseModel):
             raise ValueError("the lead department does not consult itself")
         if len(set(departments)) != len(departments):
             raise ValueError("consulted departments must not repeat")
-        if self.panel and set(self.reviewers) == set(self.panel.members) and len(self.reviewers) == 1:
-            raise ValueError("the only reviewer may not also be the whole panel (recusal)")
+        for c in self.consult:
+            if c.deadline_days > self.promised_days:
+                raise ValueError(f"consult {c.department}: deadline_days may not exceed promised_days")
+        if self.panel:
+            if self.panel.voting_days > self.promised_days:
+                raise ValueError("panel.voting_days may not exceed promised_days")
+            # Recusal: the tier-1 reviewer does not vote on the same case, so the panel must
+            # still reach quorum without any one reviewer, and a deciding chair cannot review.
+            members = set(self.panel.members)
+            for reviewer in set(self.reviewers) & members:
+                if len(members) - 1 < self.panel.quorum * len(members):
+                    raise ValueError(f"panel cannot reach quorum when reviewer {reviewer!r} recuses")
+            if self.panel.rule == "chair_decides" and self.panel.chair in self.reviewers:
+                raise ValueError("under chair_decides the chair may not also be a reviewer (recusal)")
         return self
 
     @property
