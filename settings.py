@@ -30,3 +30,14 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+async def connect(settings: Settings | None = None):
+    """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads)."""
+    from temporalio.client import Client
+    from contract.converter import data_converter
+
+    settings = settings or get_settings()
+    return await Client.connect(
+        settings.temporal_address, namespace=settings.namespace, data_converter=data_converter
+    )

@@ -1,0 +1,1 @@
+"""Deterministic workflow code only: no I/O, clock or randomness (see README, "Rules")."""

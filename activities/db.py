@@ -1,0 +1,164 @@
+"""The application database: engine, tables, and the one rule for stored times.
+
+SQLite file by default (development, a single hall), PostgreSQL by URL (production).
+Personal data lives in `applicants` only; every other table holds opaque ids and codes
+(个人信息保护法 §6: minimum personal data). `audit` is append-only: nothing updates or deletes it.
+"""
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlmodel import Field, SQLModel
+
+
+def as_utc(value: datetime) -> datetime:
+    """The one place stored times are normalised: SQLite gives naive values, which are UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """DateTime(timezone=True) that takes aware values only and gives back UTC-aware ones.
+
+    SQLite has no zone-aware type and would drop the offset silently, so every value is
+    converted to UTC before it is written; PostgreSQL returns the session's zone, so reads
+    are converted back to UTC too.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime refused: hallflow stores timezone-aware instants only")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+class CaseRow(SQLModel, table=True):
+    """The case projection (办件): its current stage and deadlines, for halls and reports."""
+
+    __tablename__ = "cases"
+
+    case_no: str = Field(primary_key=True)
+    matter_code: str
+    hall: str
+    # Known from register_case; null while only events have arrived.
+    clerk: str | None = None
+    applicant_id: str | None = Field(default=None, index=True)
+    workflow_id: str | None = None
+    stage: str = Field(index=True)
+    department: str | None = None
+    received_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    accepted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    promised_due_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    statutory_due_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    deferral_due_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    outcome: str | None = None
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class ApplicantRow(SQLModel, table=True):
+    """The applicant's personal details: the ONLY table holding personal data."""
+
+    __tablename__ = "applicants"
+
+    applicant_id: str = Field(primary_key=True)
+    kind: str  # person | enterprise
+    name: str | None = None
+    id_number: str | None = None  # ID card number or unified social credit code
+    phone: str | None = None
+    updated_at: datetime = Field(sa_type=UtcDateTime)
+
+
+class AuditRow(SQLModel, table=True):
+    """One state change (contract.records.AuditEntry). Append-only."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)  # idempotency key made by the workflow
+    subject_type: str
+    subject_id: str
+    action: str
+    actor: str
+    reason: str = Field(default="", sa_type=Text)
+    at: datetime = Field(sa_type=UtcDateTime)  # when it happened (workflow time)
+    workflow_id: str
+    run_id: str
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # codes, counts, dates only
+    recorded_at: datetime = Field(sa_type=UtcDateTime)  # when this row was written
+
+
+class OutboxRow(SQLModel, table=True):
+    """A notice (contract.records.Notice) and whether it has been sent."""
+
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    recipient: str = Field(index=True)  # opaque id: applicant id, department code, officer
+    kind: str
+    subject_type: str
+    subject_id: str = Field(index=True)
+    title: str = Field(sa_type=Text)
+    body: str = Field(sa_type=Text)
+    at: datetime = Field(sa_type=UtcDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # null until the channel took it
+    channel: str  # name of the channel that sends it
+
+
+class BrokenCommitmentRow(SQLModel, table=True):
+    """告知承诺 broken: while one is on record the applicant may not use deferral (容缺)."""
+
+    __tablename__ = "broken_commitments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    applicant_id: str = Field(index=True)
+    case_no: str
+    at: datetime = Field(sa_type=UtcDateTime)
+
+
+def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> Engine:
+    """An engine for `url`: a SQLite file (its folder is created) or PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: a pooled connection dropped by the server or a failover is replaced, not used.
+        return create_engine(url, pool_pre_ping=True, connect_args=connect_args or {})
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # Activities run in a thread pool, so connections move between threads.
+    engine = create_engine(url, connect_args={"check_same_thread": False, **(connect_args or {})})
+    event.listen(engine, "connect", _sqlite_on_connect)
+    event.listen(engine, "begin", _sqlite_on_begin)
+    return engine
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    # WAL: readers do not block the writer. The driver must not open transactions on its own:
+    # _sqlite_on_begin does it.
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA journal_mode=WAL")
+    dbapi_connection.execute("PRAGMA busy_timeout=10000")
+
+
+def _sqlite_on_begin(connection: Any) -> None:
+    # SQLite allows one writer. Taking the write lock at BEGIN makes concurrent transactions
+    # queue (busy_timeout) instead of failing halfway when a read turns into a write.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def create_tables(engine: Engine) -> None:
+    """Create missing tables (called on worker start); existing tables are left as they are."""
+    SQLModel.metadata.create_all(engine)

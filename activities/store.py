@@ -1,0 +1,249 @@
+"""Persistence activities: cases, applicants, audit trail, notices, broken commitments.
+
+Every write is idempotent on the record's `key` (made in the workflow, stable on replay): an
+activity retry, or a second attempt running at the same time, finds the first write and adds
+nothing. The activities are sync (`def`): the worker runs them in its thread pool.
+Logs carry case numbers, codes and keys, never personal data.
+"""
+
+from datetime import datetime, timezone
+from typing import Any, Callable, TypeVar
+
+import structlog
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, SQLModel, select
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.db import ApplicantRow, AuditRow, BrokenCommitmentRow, CaseRow, OutboxRow
+from activities.notify import Channel, LogChannel
+from contract.case import CaseRegistration, CaseStage
+from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
+
+log = structlog.get_logger()
+T = TypeVar("T")
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _assign(row: SQLModel, values: dict[str, Any]) -> bool:
+    """Set the values that differ; True if any did (so a retry does not touch updated_at)."""
+    changed = False
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+            changed = True
+    return changed
+
+
+def _key_exists(session: Session, model: type[AuditRow | OutboxRow | BrokenCommitmentRow], key: str) -> bool:
+    return session.exec(select(model.id).where(model.key == key)).first() is not None
+
+
+class Store:
+    """The application database as activities. Register the bound methods on the worker."""
+
+    def __init__(self, engine: Engine, channel: Channel | None = None) -> None:
+        self.engine = engine
+        self.channel: Channel = channel or LogChannel()
+
+    # --- activities -------------------------------------------------------------------------
+
+    @activity.defn(name="register_case")
+    def register_case(self, reg: CaseRegistration) -> None:
+        """Store the applicant's personal details and the case row (stage `received`)."""
+        now = _now()
+        # A detail left out of this application does not erase one known from an earlier case.
+        details = reg.applicant.model_dump(exclude={"applicant_id"}, exclude_none=True)
+        facts = {
+            "matter_code": reg.matter_code,
+            "hall": reg.hall,
+            "clerk": reg.clerk,
+            "applicant_id": reg.applicant.applicant_id,
+            "workflow_id": reg.workflow_id,
+            "received_at": reg.received_at,
+        }
+
+        def write(session: Session) -> None:
+            person = session.get(ApplicantRow, reg.applicant.applicant_id)
+            if person is None:
+                session.add(ApplicantRow(applicant_id=reg.applicant.applicant_id, **details, updated_at=now))
+            elif _assign(person, details):
+                person.updated_at = now
+            case = session.get(CaseRow, reg.case_no)
+            if case is None:
+                session.add(CaseRow(case_no=reg.case_no, **facts, stage=CaseStage.RECEIVED.value, updated_at=now))
+            # An event may have created the row first: fill in the registration, keep its stage.
+            elif _assign(case, facts):
+                case.updated_at = now
+
+        self._transaction(write)
+        log.info("case_registered", case_no=reg.case_no, matter_code=reg.matter_code)
+
+    @activity.defn(name="record_case_event")
+    def record_case_event(self, event: CaseEvent) -> bool:
+        """Append the audit entry and bring the case row to the snapshot, in one transaction.
+
+        False when the entry was already recorded (a retry): the case row is then left alone.
+        """
+        audit, snapshot = event.audit, event.case
+        naive = [name for name, value in snapshot if isinstance(value, datetime) and value.tzinfo is None]
+        if naive:
+            # Retrying cannot fix the input; fail the activity at once, naming the fields.
+            raise ApplicationError(
+                f"case snapshot has naive datetimes: {', '.join(naive)}", type="NaiveDatetime", non_retryable=True
+            )
+        now = _now()
+
+        def write(session: Session) -> bool:
+            if _key_exists(session, AuditRow, audit.key):
+                return False
+            session.add(self._audit_row(audit, now))
+            state = snapshot.model_dump(exclude={"case_no"})
+            case = session.get(CaseRow, snapshot.case_no)
+            if case is None:
+                session.add(CaseRow(case_no=snapshot.case_no, workflow_id=audit.workflow_id, **state, updated_at=now))
+            elif _assign(case, state):
+                case.updated_at = now
+            return True
+
+        if not self._transaction(write):
+            log.debug("case_event_already_recorded", case_no=snapshot.case_no, key=audit.key)
+            return False
+        log.info(
+            "case_event_recorded", case_no=snapshot.case_no, action=audit.action, stage=snapshot.stage, key=audit.key
+        )
+        return True
+
+    @activity.defn(name="record_audit")
+    def record_audit(self, entry: AuditEntry) -> bool:
+        """Append an audit entry; False if its key is already recorded."""
+        written = self._insert_once(self._audit_row(entry, _now()))
+        if written:
+            log.info(
+                "audit_recorded",
+                subject_type=entry.subject_type,
+                subject_id=entry.subject_id,
+                action=entry.action,
+                key=entry.key,
+            )
+        return written
+
+    @activity.defn(name="notify")
+    def notify(self, notice: Notice) -> bool:
+        """Put the notice in the outbox and send it unless already sent. True if sent now.
+
+        Once sent, a retry never sends again. A crash between the send and its commit resends on
+        retry: the channel cannot be asked whether it delivered, so at-least-once is the limit.
+        """
+        row = OutboxRow(**notice.model_dump(), channel=self.channel.name)
+        self._insert_once(row)  # committed first: an unsent notice stays visible as pending
+        with Session(self.engine) as session:
+            # Claiming the row locks it (PostgreSQL: the row; SQLite: the database) until the
+            # commit, so a concurrent attempt waits here and then finds sent_at set.
+            claimed = session.exec(
+                update(OutboxRow)
+                .where(OutboxRow.key == notice.key, OutboxRow.sent_at.is_(None))  # type: ignore[union-attr]
+                .values(channel=self.channel.name)
+            )
+            if claimed.rowcount == 0:
+                log.debug("notice_already_sent", subject_id=notice.subject_id, key=notice.key)
+                return False
+            self.channel.send(notice)  # raises: rolled back, still unsent, sent on retry
+            session.exec(update(OutboxRow).where(OutboxRow.key == notice.key).values(sent_at=_now()))
+            session.commit()
+        return True
+
+    @activity.defn(name="has_broken_commitment")
+    def has_broken_commitment(self, applicant_id: str) -> bool:
+        """Whether a broken 告知承诺 is on record for the applicant (then no deferral)."""
+        with Session(self.engine) as session:
+            found = session.exec(
+                select(BrokenCommitmentRow.id).where(BrokenCommitmentRow.applicant_id == applicant_id)
+            ).first()
+        return found is not None
+
+    @activity.defn(name="record_broken_commitment")
+    def record_broken_commitment(self, record: BrokenCommitment) -> bool:
+        """Record a broken commitment; False if its key is already recorded."""
+        written = self._insert_once(BrokenCommitmentRow(**record.model_dump()))
+        if written:
+            log.info(
+                "broken_commitment_recorded", case_no=record.case_no, applicant_id=record.applicant_id, key=record.key
+            )
+        return written
+
+    # --- reads (starter.py, tests) ----------------------------------------------------------
+
+    def audit_trail(self, subject_type: str, subject_id: str) -> list[AuditEntry]:
+        """The subject's audit entries, oldest first."""
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(AuditRow)
+                .where(AuditRow.subject_type == subject_type, AuditRow.subject_id == subject_id)
+                .order_by(AuditRow.at, AuditRow.id)  # type: ignore[arg-type]
+            ).all()
+            return [AuditEntry.model_validate(row.model_dump(exclude={"id", "recorded_at"})) for row in rows]
+
+    def notices(self, subject_id: str | None = None, recipient: str | None = None) -> list[Notice]:
+        """Notices in the outbox (sent or not), oldest first, filtered by subject and/or recipient."""
+        query = select(OutboxRow)
+        if subject_id is not None:
+            query = query.where(OutboxRow.subject_id == subject_id)
+        if recipient is not None:
+            query = query.where(OutboxRow.recipient == recipient)
+        with Session(self.engine) as session:
+            rows = session.exec(query.order_by(OutboxRow.at, OutboxRow.id)).all()  # type: ignore[arg-type]
+            return [Notice.model_validate(row.model_dump(exclude={"id", "sent_at", "channel"})) for row in rows]
+
+    def case_row(self, case_no: str) -> dict[str, Any] | None:
+        with Session(self.engine) as session:
+            row = session.get(CaseRow, case_no)
+            return None if row is None else row.model_dump()
+
+    def applicant(self, applicant_id: str) -> dict[str, Any] | None:
+        """Personal details: for the application itself, never for logs or search attributes."""
+        with Session(self.engine) as session:
+            row = session.get(ApplicantRow, applicant_id)
+            return None if row is None else row.model_dump()
+
+    # --- helpers ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _audit_row(entry: AuditEntry, recorded_at: datetime) -> AuditRow:
+        # mode="json" so details hold only JSON values (a date becomes its ISO text).
+        details = entry.model_dump(mode="json")["details"]
+        return AuditRow(**entry.model_dump(exclude={"details"}), details=details, recorded_at=recorded_at)
+
+    def _insert_once(self, row: AuditRow | OutboxRow | BrokenCommitmentRow) -> bool:
+        """Insert the row unless one with its key exists; False when it already did."""
+
+        def write(session: Session) -> bool:
+            if _key_exists(session, type(row), row.key):
+                return False
+            # A fresh copy per attempt: a row from a rolled-back session cannot be added again.
+            session.add(type(row).model_validate(row.model_dump()))
+            return True
+
+        return self._transaction(write)
+
+    def _transaction(self, write: Callable[[Session], T]) -> T:
+        """Run `write` in one transaction and commit.
+
+        Two attempts of one activity may run at once (a retry after a timeout while the first is
+        still working): both check a key, both insert, one hits the unique constraint. Then
+        `write` runs once more and finds the row the other attempt committed.
+        """
+        for attempt in (1, 2):
+            with Session(self.engine) as session:
+                try:
+                    result = write(session)
+                    session.commit()
+                    return result
+                except IntegrityError:
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")

@@ -1,0 +1,78 @@
+"""Runs hallflow's workflows and activities on task queue `hallflow`. Thin: wiring only."""
+
+import asyncio
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import structlog
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.calendar import Calendar, CalendarActivities
+from activities.catalog import CatalogActivities, load_catalog
+from activities.db import create_tables, make_engine
+from activities.notify import LogChannel
+from activities.store import Store
+from logs import configure_logging
+from settings import Settings, connect, get_settings
+from workflows.case import CaseWorkflow
+
+WORKFLOWS = [CaseWorkflow]
+log = structlog.get_logger()
+
+
+def hallflow_activities(store: Store, calendar: CalendarActivities, catalog: CatalogActivities) -> list:
+    return [
+        catalog.get_matter,
+        calendar.working_days_after,
+        calendar.working_days_between,
+        store.register_case,
+        store.record_case_event,
+        store.record_audit,
+        store.notify,
+        store.has_broken_commitment,
+        store.record_broken_commitment,
+    ]
+
+
+def build_activities(settings: Settings) -> list:
+    """Load and validate the data files and the database once, at start: a bad catalog stops the worker."""
+    engine = make_engine(settings.database_url)
+    create_tables(engine)
+    return hallflow_activities(
+        Store(engine, LogChannel()),
+        CalendarActivities(Calendar.load(settings.calendar_dir), settings.calendar_dir),
+        CatalogActivities(load_catalog(settings.catalog_file)),
+    )
+
+
+def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=build_activities(settings),
+        activity_executor=executor,  # store activities are sync (sqlmodel): they run in threads
+        max_concurrent_activities=settings.activity_threads,
+        max_cached_workflows=settings.max_cached_workflows,
+    )
+
+
+async def main() -> None:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    client = await connect(settings)
+    with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
+        worker = build_worker(client, settings, executor)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        log.info("worker_started", address=settings.temporal_address, task_queue=settings.task_queue)
+        async with worker:
+            await stop.wait()  # leaving the block drains in-flight tasks, then stops
+        log.info("worker_stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

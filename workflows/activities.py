@@ -1,0 +1,70 @@
+"""Typed stubs for the activities workflows call: names, timeouts and retries in one place.
+
+Activities are called by name so workflows/ never imports the database or I/O modules
+(activities/ registers functions under the same names).
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, WorkingDaysRequest
+from contract.case import CaseRegistration
+from contract.matter import Matter
+from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
+
+# Store and notifications retry without limit: a database outage delays a case, never loses a step.
+_STORE = dict(start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
+# The calendar answers from memory; a missing year retries until an operator adds its file, and
+# as a regular (not local) activity that error shows on the pending activity in the Web UI.
+_LOOKUP = dict(start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)))
+
+
+async def get_matter(code: str) -> Matter | None:
+    # A local activity: an in-memory catalog read needs one marker event, not a full activity.
+    return await workflow.execute_local_activity(
+        "get_matter", code, result_type=Matter | None, summary=f"catalog: {code}", **_LOOKUP
+    )
+
+
+async def working_days_after(req: WorkingDaysRequest, summary: str) -> WorkingDays:
+    return await workflow.execute_activity(
+        "working_days_after", req, result_type=WorkingDays, summary=summary, **_LOOKUP
+    )
+
+
+async def working_days_between(req: WorkingDaysBetween) -> WorkingDayCount:
+    return await workflow.execute_activity(
+        "working_days_between", req, result_type=WorkingDayCount, summary="count working days", **_LOOKUP
+    )
+
+
+async def register_case(reg: CaseRegistration) -> None:
+    await workflow.execute_activity("register_case", reg, summary="register case", **_STORE)
+
+
+async def record_case_event(event: CaseEvent) -> None:
+    await workflow.execute_activity(
+        "record_case_event", event, result_type=bool, summary=f"audit: {event.audit.action}", **_STORE
+    )
+
+
+async def record_audit(entry: AuditEntry) -> None:
+    await workflow.execute_activity("record_audit", entry, result_type=bool, summary=f"audit: {entry.action}", **_STORE)
+
+
+async def notify(notice: Notice) -> None:
+    await workflow.execute_activity("notify", notice, result_type=bool, summary=f"notify: {notice.kind}", **_STORE)
+
+
+async def has_broken_commitment(applicant_id: str) -> bool:
+    return await workflow.execute_activity(
+        "has_broken_commitment", applicant_id, result_type=bool, summary="credit record check", **_STORE
+    )
+
+
+async def record_broken_commitment(record: BrokenCommitment) -> None:
+    await workflow.execute_activity(
+        "record_broken_commitment", record, result_type=bool, summary="record broken commitment", **_STORE
+    )
