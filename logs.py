@@ -36,3 +36,9 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Temporal's loggers add workflow/activity info as a structured `temporal_*` field already;
+    # keep it out of the event name so `event` stays a short, greppable name.
+    from temporalio import activity, workflow
+
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False

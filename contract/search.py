@@ -12,3 +12,36 @@ HALL = SearchAttributeKey.for_keyword("Hall")
 CASE_DUE_AT = SearchAttributeKey.for_datetime("CaseDueAt")
 
 ALL = [CASE_STAGE, MATTER_CODE, DEPARTMENT, HALL, CASE_DUE_AT]
+
+
+async def ensure_search_attributes(client) -> list[str]:
+    """Register every key in ALL that the namespace lacks; refuse a name registered with another type.
+
+    Safe to run at every start (the dev server applies --search-attribute only to a new database file).
+    Returns the names it added.
+    """
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
+
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        existing = dict(listed.custom_attributes)
+    except RPCError as err:
+        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server cannot list
+            raise
+        existing = {}
+    missing = {}
+    for key in ALL:
+        have = existing.get(key.name)
+        if have is None:
+            missing[key.name] = key.indexed_value_type
+        elif have != key.indexed_value_type:
+            raise RuntimeError(f"search attribute {key.name} exists with another type ({have}); hallflow needs {key.indexed_value_type}")
+    if missing:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
+        )
+    return sorted(missing)

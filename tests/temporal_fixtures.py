@@ -14,7 +14,6 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
 from contract.converter import data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -34,22 +33,13 @@ TEST_CALENDAR = ROOT / "tests" / "data" / "calendar"
 TEST_EPOCH = datetime(2099, 1, 5, 2, 0, tzinfo=timezone.utc)
 
 
-async def register_search_attributes(client: Client) -> None:
-    await client.operator_service.add_search_attributes(
-        AddSearchAttributesRequest(
-            namespace=client.namespace,
-            search_attributes={key.name: key.indexed_value_type for key in search.ALL},
-        )
-    )
-
-
 @pytest_asyncio.fixture
 async def env():
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter,
         test_server_existing_path=str(BIN / "temporal-test-server"),
     )
-    await register_search_attributes(env.client)
+    await search.ensure_search_attributes(env.client)
     await travel_to(env, TEST_EPOCH)
     try:
         yield env

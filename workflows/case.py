@@ -52,6 +52,7 @@ class CaseWorkflow:
         self._deferral_due: datetime | None = None
         self._withdrawal: Withdraw | None = None
         self._outcome: CaseOutcome | None = None
+        self._closed = False  # the final stage is in the audit trail
         self._events: list[Event] = []
         self._pauses: list[Pause] = []
 
@@ -189,6 +190,7 @@ class CaseWorkflow:
         await self._enter(
             CaseStage.TERMINATED, SYSTEM, "terminated", reason="deferral deadline missed", details={"missing": missing}
         )
+        self._closed = True
         title, body = notices.terminated(self._app.case_no, matter.material_names(missing))
         await self._notify_applicant("case_terminated", title, body)
         await self._notify(matter.lead_department, "case_terminated", title, body)
@@ -204,6 +206,7 @@ class CaseWorkflow:
         await self._enter(
             CaseStage.NOT_ACCEPTED, self._app.clerk, "not_accepted", reason="; ".join(reasons), details={"missing": missing}
         )
+        self._closed = True
         names = self._matter.material_names(missing) if self._matter else []
         title, body = notices.not_accepted(self._app.case_no, names, reasons)
         await self._notify_applicant("not_accepted", title, body)
@@ -220,6 +223,7 @@ class CaseWorkflow:
             closed_at=workflow.now(),
         )
         await self._enter(CaseStage.WITHDRAWN, self._withdrawal.requested_by, "withdrawn", reason=self._withdrawal.reason)
+        self._closed = True
         title, body = notices.withdrawn(self._app.case_no)
         await self._notify_applicant("case_withdrawn", title, body)
 
@@ -262,8 +266,8 @@ class CaseWorkflow:
     @workflow.update(name="withdraw")
     async def withdraw(self, req: Withdraw) -> CaseOutcome:
         self._withdrawal = req
-        # Answer once the workflow has recorded the withdrawal (or ended otherwise meanwhile).
-        await workflow.wait_condition(lambda: self._outcome is not None)
+        # Answer once the withdrawal (or another end reached meanwhile) is in the audit trail.
+        await workflow.wait_condition(lambda: self._closed)
         assert self._outcome is not None
         return self._outcome
 

@@ -1,0 +1,259 @@
+"""hallflow for service halls: start a case, supplement materials, withdraw, show status.
+
+    python starter.py start --file docs/examples/case-enterprise-opening.json
+    python starter.py start --case-no HALL1-0001 --matter enterprise-opening --hall hall-central \\
+        --clerk clerk-01 --applicant-id app-0001 --materials business-licence-application,... [--commitment-signed]
+    python starter.py supplement HALL1-0001 --materials residence-proof --by clerk-01
+    python starter.py withdraw HALL1-0001 --reason "..." --by applicant
+    python starter.py status HALL1-0001
+    python starter.py setup                      # register search attributes (idempotent)
+    python starter.py schema [--out docs/schemas]
+
+Exit codes: 0 done, 1 refused by hallflow (the message says why), 2 bad input, 3 server unreachable.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import structlog
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client, WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
+
+from activities.catalog import CatalogError, load_catalog
+from contract import search
+from contract.case import (
+    Applicant,
+    CaseApplication,
+    CaseOutcome,
+    CaseStatus,
+    SupplementMaterials,
+    SupplementResult,
+    Withdraw,
+    case_workflow_id,
+)
+from contract.converter import describe
+from logs import configure_logging
+from settings import Settings, connect, get_settings
+from workflows.case import CaseWorkflow
+
+log = structlog.get_logger()
+
+
+class Refused(Exception):
+    """hallflow (or the input check before it) said no; exit code 1 or 2."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def ui_link(settings: Settings, workflow_id: str) -> str:
+    return f"{settings.ui_url}/namespaces/{settings.namespace}/workflows/{workflow_id}"
+
+
+def _print(model: BaseModel) -> None:
+    print(model.model_dump_json(indent=2))
+
+
+def application_from(args: argparse.Namespace) -> CaseApplication:
+    try:
+        if args.file:
+            app = CaseApplication.model_validate_json(Path(args.file).read_text(encoding="utf-8"))
+            # --case-no with --file: the same application under a new case number (demos, retries).
+            return app.model_copy(update={"case_no": args.case_no}) if args.case_no else app
+        missing = [flag for flag in ("case_no", "matter", "hall", "clerk", "applicant_id") if not getattr(args, flag)]
+        if missing:
+            raise Refused("start needs --file, or all of: " + ", ".join("--" + m.replace("_", "-") for m in missing), 2)
+        return CaseApplication(
+            case_no=args.case_no,
+            matter_code=args.matter,
+            hall=args.hall,
+            clerk=args.clerk,
+            applicant=Applicant(applicant_id=args.applicant_id, name=args.applicant_name, phone=args.applicant_phone),
+            materials=_codes(args.materials),
+            commitment_signed=args.commitment_signed,
+        )
+    except ValidationError as err:
+        raise Refused(f"invalid case application: {describe(err)}", 2) from None
+    except OSError as err:
+        raise Refused(f"cannot read {args.file}: {err.strerror}", 2) from None
+
+
+def _codes(text: str | None) -> list[str]:
+    return [c.strip() for c in (text or "").split(",") if c.strip()]
+
+
+def check_matter(settings: Settings, code: str) -> None:
+    """Refuse an unknown matter at the window, before a case number is spent on it."""
+    try:
+        catalog = load_catalog(settings.catalog_file)
+    except CatalogError as err:
+        raise Refused(f"the matter catalog is invalid:\n{err}", 2) from None
+    if code not in catalog:
+        raise Refused(f"unknown matter {code!r}; known matters: {', '.join(sorted(catalog))}", 2)
+
+
+async def start(client: Client, settings: Settings, app: CaseApplication) -> str:
+    workflow_id = case_workflow_id(app.case_no)
+    try:
+        await client.start_workflow(
+            CaseWorkflow.run,
+            app,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            # A case number names one case forever, even after it closed.
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            search_attributes=TypedSearchAttributes(
+                [
+                    SearchAttributePair(search.CASE_STAGE, "received"),
+                    SearchAttributePair(search.MATTER_CODE, app.matter_code),
+                    SearchAttributePair(search.HALL, app.hall),
+                ]
+            ),
+            static_summary=f"case {app.case_no} · {app.matter_code}",
+            static_details=f"Case **{app.case_no}**, matter `{app.matter_code}`, accepted at {app.hall} by {app.clerk}.",
+        )
+    except WorkflowAlreadyStartedError:
+        handle = client.get_workflow_handle(workflow_id)
+        try:
+            status = await handle.query(CaseWorkflow.status)
+            where = f"it is {status.stage.value}"
+        except (RPCError, WorkflowFailureError):
+            where = "see the UI"
+        raise Refused(f"case {app.case_no} already exists ({where}): {ui_link(settings, workflow_id)}") from None
+    log.info("case_started", case_no=app.case_no, matter=app.matter_code, workflow_id=workflow_id)
+    return workflow_id
+
+
+async def _update(client: Client, case_no: str, update, arg):
+    handle = client.get_workflow_handle(case_workflow_id(case_no))
+    try:
+        return await handle.execute_update(update, arg)
+    except WorkflowUpdateFailedError as err:
+        raise Refused(f"refused: {err.cause.message if err.cause else err}") from None
+    except RPCError as err:
+        raise Refused(f"case {case_no}: {err.message}") from None
+
+
+async def status(client: Client, case_no: str) -> CaseStatus:
+    try:
+        return await client.get_workflow_handle(case_workflow_id(case_no)).query(CaseWorkflow.status)
+    except RPCError as err:
+        raise Refused(f"case {case_no}: {err.message}") from None
+
+
+def write_schemas(out: Path) -> list[Path]:
+    """The integration contract's JSON Schemas, generated from the pydantic models."""
+    from contract import schemas
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, schema in schemas.all_schemas().items():
+        path = out / f"{name}.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=True) + "\n", encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="starter.py", description="hallflow for service halls")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("start", help="start a case (from flags or a JSON file)")
+    s.add_argument("--file", help="a CaseApplication as JSON (see docs/integration.md)")
+    s.add_argument("--case-no")
+    s.add_argument("--matter", help="matter code from data/matters.toml")
+    s.add_argument("--hall")
+    s.add_argument("--clerk")
+    s.add_argument("--applicant-id", help="opaque applicant id (no personal data)")
+    s.add_argument("--applicant-name")
+    s.add_argument("--applicant-phone")
+    s.add_argument("--materials", help="comma-separated material codes handed in")
+    s.add_argument("--commitment-signed", action="store_true", help="the applicant signed the 告知承诺书")
+
+    s = sub.add_parser("supplement", help="hand in deferred materials")
+    s.add_argument("case_no")
+    s.add_argument("--materials", required=True, help="comma-separated material codes")
+    s.add_argument("--by", required=True, help="who handed them in (clerk id)")
+
+    s = sub.add_parser("withdraw", help="the applicant withdraws before a decision")
+    s.add_argument("case_no")
+    s.add_argument("--reason", required=True)
+    s.add_argument("--by", required=True)
+
+    s = sub.add_parser("status", help="where a case stands")
+    s.add_argument("case_no")
+
+    sub.add_parser("setup", help="register hallflow's search attributes on the namespace (idempotent)")
+
+    s = sub.add_parser("schema", help="write the contract's JSON Schemas")
+    s.add_argument("--out", default="docs/schemas")
+    return p
+
+
+async def run(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command == "schema":
+        for path in write_schemas(Path(args.out)):
+            print(path)
+        return
+    if args.command == "start":
+        app = application_from(args)
+        check_matter(settings, app.matter_code)
+    try:
+        client = await connect(settings)
+    except RuntimeError as err:
+        raise Refused(
+            f"cannot reach Temporal at {settings.temporal_address} ({err}); is it running? (make run starts one)", 3
+        ) from None
+
+    if args.command == "setup":
+        added = await search.ensure_search_attributes(client)
+        print("search attributes added: " + (", ".join(added) if added else "none (all present)"))
+    elif args.command == "start":
+        workflow_id = await start(client, settings, app)
+        print(f"case {app.case_no} started: workflow id {workflow_id}")
+        print(ui_link(settings, workflow_id))
+    elif args.command == "supplement":
+        try:
+            req = SupplementMaterials(materials=_codes(args.materials), submitted_by=args.by)
+        except ValidationError as err:
+            raise Refused(f"invalid supplement: {describe(err)}", 2) from None
+        result: SupplementResult = await _update(client, args.case_no, CaseWorkflow.supplement_materials, req)
+        _print(result)
+    elif args.command == "withdraw":
+        try:
+            req = Withdraw(reason=args.reason, requested_by=args.by)
+        except ValidationError as err:
+            raise Refused(f"invalid withdrawal: {describe(err)}", 2) from None
+        outcome: CaseOutcome = await _update(client, args.case_no, CaseWorkflow.withdraw, req)
+        _print(outcome)
+    elif args.command == "status":
+        _print(await status(client, args.case_no))
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    args = parser().parse_args(argv)
+    try:
+        asyncio.run(run(args, settings))
+    except Refused as err:
+        print(str(err), file=sys.stderr)
+        return err.code
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    # temporalio's Rust runtime threads can abort a short-lived client at interpreter teardown
+    # (sdk-python issue #300: "PyGILState_Release ... finalizing"); all output is written, so skip it.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,140 @@
+"""End to end as a service hall meets hallflow: the real `temporal` dev server, worker.py and
+starter.py as separate processes, real data files and a SQLite database."""
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pytest
+import pytest_asyncio
+from temporalio.testing import WorkflowEnvironment
+
+from activities.calendar import Calendar, CalendarYearMissing
+from activities.db import make_engine
+from activities.store import Store
+from contract import search
+from contract.converter import data_converter
+from settings import ROOT
+from tests.temporal_fixtures import BIN
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def dev_server():
+    env = await WorkflowEnvironment.start_local(
+        ip="127.0.0.1",
+        data_converter=data_converter,
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=search.ALL,
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture(scope="module")
+def hall(dev_server, tmp_path_factory):
+    """worker.py running against the dev server; yields a function that runs starter.py."""
+    try:
+        # The real calendar: a case accepted today must have its year's holidays on file.
+        Calendar.load(ROOT / "data" / "calendar").working_days_after(datetime.now(timezone.utc), 5)
+    except CalendarYearMissing as err:
+        pytest.fail(f"{err} (the end-to-end test uses today's date and the shipped calendar)")
+    db = tmp_path_factory.mktemp("e2e") / "hallflow.db"
+    env = {
+        **os.environ,
+        "HALLFLOW_TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        "HALLFLOW_DATABASE_URL": f"sqlite:///{db}",
+        "HALLFLOW_TASK_QUEUE": "hallflow",
+    }
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+
+    def starter(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "starter.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    starter.store = Store(make_engine(f"sqlite:///{db}"))
+    try:
+        yield starter
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+
+def wait_for(check, timeout: float = 20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    return check()
+
+
+def stage_of(hall, case_no: str) -> str | None:
+    result = hall("status", case_no)
+    if result.returncode != 0:
+        return None
+    import json
+
+    return json.loads(result.stdout)["stage"]
+
+
+def test_hall_starts_a_deferred_case_supplements_and_withdraws_it(hall):
+    case_no = f"E2E-{time.time_ns()}"
+    started = hall(
+        "start", "--case-no", case_no, "--matter", "enterprise-opening", "--hall", "hall-central",
+        "--clerk", "clerk-01", "--applicant-id", "app-e2e-1", "--applicant-name", "李四",
+        "--materials", "business-licence-application,articles-of-association,shareholder-qualification,"
+        "legal-representative-appointment,seal-engraving-form",
+        "--commitment-signed",
+    )
+    assert started.returncode == 0, started.stderr
+    assert f"case-{case_no}" in started.stdout and "http://" in started.stdout
+    assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_materials")
+
+    supplemented = hall("supplement", case_no, "--materials", "residence-proof", "--by", "clerk-02")
+    assert supplemented.returncode == 0, supplemented.stderr
+    assert '"complete": true' in supplemented.stdout
+    assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_review")
+
+    withdrawn = hall("withdraw", case_no, "--reason", "moved away", "--by", "applicant")
+    assert withdrawn.returncode == 0, withdrawn.stderr
+    assert '"stage": "withdrawn"' in withdrawn.stdout
+
+    actions = [e.action for e in hall.store.audit_trail("case", case_no)]
+    assert actions == ["received", "accepted_with_deferral", "materials_supplemented", "materials_complete", "withdrawn"]
+    assert "李四" not in started.stderr + started.stdout  # personal data stays out of logs
+
+
+def test_hall_gets_clear_errors(hall, dev_server):
+    case_no = f"E2E-{time.time_ns()}"
+    app = (
+        "--matter", "enterprise-opening", "--hall", "h", "--clerk", "c", "--applicant-id", "app-e2e-2",
+        "--materials", "business-licence-application,articles-of-association,shareholder-qualification,"
+        "legal-representative-appointment", "--commitment-signed",
+    )
+    assert hall("start", "--case-no", case_no, *app).returncode == 0
+
+    duplicate = hall("start", "--case-no", case_no, *app)
+    assert duplicate.returncode == 1 and "already exists" in duplicate.stderr
+
+    unknown = hall("start", "--case-no", case_no + "X", "--matter", "no-such-matter", *app[2:])
+    assert unknown.returncode == 2 and "unknown matter 'no-such-matter'" in unknown.stderr
+    assert "enterprise-opening" in unknown.stderr
+
+    assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_materials")
+    refused = hall("supplement", case_no, "--materials", "passport", "--by", "clerk")
+    assert refused.returncode == 1 and "passport" in refused.stderr
+
+    unreachable = subprocess.run(
+        [sys.executable, "starter.py", "status", case_no],
+        cwd=ROOT, env={**os.environ, "HALLFLOW_TEMPORAL_ADDRESS": "127.0.0.1:1"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert unreachable.returncode == 3 and "cannot reach Temporal at 127.0.0.1:1" in unreachable.stderr
