@@ -138,3 +138,30 @@ def test_hall_gets_clear_errors(hall, dev_server):
         capture_output=True, text=True, timeout=60,
     )
     assert unreachable.returncode == 3 and "cannot reach Temporal at 127.0.0.1:1" in unreachable.stderr
+
+
+def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
+    """docs/integration.md's CLI blocks, run in order with the `temporal` CLI, as an integrator would."""
+    import re
+
+    doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 5
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+    }
+    outputs = []
+    for block in blocks:
+        # A human reads the previous answer before the next command; poll instead.
+        for _ in range(50):
+            ran = subprocess.run(["bash", "-c", block], env=env, capture_output=True, text=True, timeout=60)
+            if ran.returncode == 0 and ("workflow list" not in block or "case-CLI-0001" in ran.stdout):
+                break
+            time.sleep(0.2)
+        assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
+        outputs.append(ran.stdout)
+    assert "complete" in outputs[2]
+    assert "case-CLI-0001" in outputs[3]
+    assert "withdrawn" in outputs[4]
