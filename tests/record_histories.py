@@ -1,0 +1,164 @@
+"""Record the histories tests/test_replay.py replays: `.venv/bin/python -m tests.record_histories`.
+
+Each scenario runs one case on a fresh time-skipping server with the real activities (a SQLite
+file in a temporary folder, the test calendar, the catalog) and writes its history to
+tests/histories/<scenario>.json. Re-record only to add a scenario: tests/histories/README.md.
+`python -m tests.record_histories not_accepted` records just the scenarios named.
+"""
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from activities.calendar import Calendar, CalendarActivities
+from activities.catalog import CatalogActivities, load_catalog
+from activities.db import create_tables, make_engine
+from activities.store import Store
+from contract import search
+from contract.case import Applicant, CaseApplication, CaseStage, SupplementMaterials, Withdraw
+from contract.converter import data_converter
+from contract.matter import Matter
+from settings import ROOT
+from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, start_case
+from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, travel_to
+from worker import WORKFLOWS, hallflow_activities
+from workflows.case import CaseWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+# Fixed names keep the machine's pid@hostname out of the files and re-recordings comparable.
+IDENTITY = "hallflow-history-recorder"
+
+Catalog = dict[str, Matter]
+Scenario = Callable[[Client, str, Catalog], Awaitable[WorkflowHandle]]
+
+
+def _case(scenario: str, matter: Matter, **gaps) -> CaseApplication:
+    """A case named after its scenario; the applicant is an id only, no personal details in the files."""
+    app = application(matter, applicant_id=f"applicant-{scenario.replace('_', '-')}", **gaps)
+    return app.model_copy(
+        update={"case_no": f"replay-{scenario.replace('_', '-')}", "applicant": Applicant(applicant_id=app.applicant.applicant_id)}
+    )
+
+
+async def _wait_stage(handle: WorkflowHandle, stage: CaseStage) -> None:
+    while (await handle.query(CaseWorkflow.status)).stage != stage:
+        await asyncio.sleep(0.02)
+
+
+async def accepted_then_withdrawn(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    handle = await start_case(client, _case("accepted_then_withdrawn", catalog["enterprise-opening"]), task_queue)
+    await _wait_stage(handle, CaseStage.AWAITING_REVIEW)
+    await handle.execute_update(CaseWorkflow.withdraw, Withdraw(reason="changed plans", requested_by="applicant"))
+    return handle
+
+
+async def not_accepted(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    app = _case(
+        "not_accepted", catalog["enterprise-opening"], without=("articles-of-association", "residence-proof"), signed=True
+    )
+    return await start_case(client, app, task_queue)
+
+
+async def deferral_supplemented(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    app = _case(
+        "deferral_supplemented",
+        catalog["real-estate-registration"],
+        without=("cadastral-survey-report", "marital-status-proof"),
+        signed=True,
+    )
+    handle = await start_case(client, app, task_queue)
+    await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+    for material in ("marital-status-proof", "cadastral-survey-report"):
+        await handle.execute_update(
+            CaseWorkflow.supplement_materials, SupplementMaterials(materials=[material], submitted_by="clerk-02")
+        )
+    await _wait_stage(handle, CaseStage.AWAITING_REVIEW)
+    # Step 2 (review) does not exist yet: a withdrawal is the only way this case ends.
+    await handle.execute_update(CaseWorkflow.withdraw, Withdraw(reason="sold elsewhere", requested_by="applicant"))
+    return handle
+
+
+async def deferral_missed_terminated(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    app = _case(
+        "deferral_missed_terminated",
+        catalog["real-estate-registration"],
+        without=("cadastral-survey-report", "marital-status-proof"),
+        signed=True,
+    )
+    handle = await start_case(client, app, task_queue)
+    await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+    await handle.execute_update(
+        CaseWorkflow.supplement_materials, SupplementMaterials(materials=["marital-status-proof"], submitted_by="clerk-02")
+    )
+    # Awaiting the result skips time: past the reminder, then the missed deadline.
+    return handle
+
+
+# name -> (when the case starts, how it runs); the file is tests/histories/<name>.json.
+SCENARIOS: dict[str, tuple[datetime, Scenario]] = {
+    "accepted_then_withdrawn": (TEST_EPOCH, accepted_then_withdrawn),
+    "not_accepted": (TEST_EPOCH, not_accepted),
+    "deferral_supplemented": (WEDNESDAY_BEFORE_NATIONAL_DAY, deferral_supplemented),
+    "deferral_missed_terminated": (WEDNESDAY_BEFORE_NATIONAL_DAY, deferral_missed_terminated),
+}
+
+
+async def record(name: str, catalog: Catalog) -> Path:
+    """Run scenario `name` to its end and write its history; returns the file written."""
+    start_at, scenario = SCENARIOS[name]
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=data_converter,
+        identity=IDENTITY,
+        test_server_existing_path=str(BIN / "temporal-test-server"),
+    )
+    try:
+        await search.ensure_search_attributes(env.client)
+        await travel_to(env, start_at)
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=4) as executor:
+            engine = make_engine(f"sqlite:///{Path(tmp) / 'hallflow.db'}")
+            create_tables(engine)
+            activities = hallflow_activities(
+                Store(engine),
+                CalendarActivities(Calendar.load(TEST_CALENDAR), TEST_CALENDAR),
+                CatalogActivities(catalog),
+            )
+            async with Worker(
+                env.client,
+                task_queue=f"record-{name}",
+                workflows=WORKFLOWS,
+                activities=activities,
+                activity_executor=executor,
+                identity=IDENTITY,
+            ):
+                handle = await scenario(env.client, f"record-{name}", catalog)
+                await handle.result()
+                history = await handle.fetch_history()
+            engine.dispose()
+    finally:
+        await env.shutdown()
+    HISTORIES.mkdir(exist_ok=True)
+    path = HISTORIES / f"{name}.json"
+    path.write_text(history.to_json() + "\n", encoding="utf-8")
+    return path
+
+
+async def main(names: list[str]) -> None:
+    unknown = sorted(set(names) - set(SCENARIOS))
+    if unknown:
+        raise SystemExit(f"unknown scenarios {unknown}; known: {sorted(SCENARIOS)}")
+    catalog = load_catalog(ROOT / "data" / "matters.toml")
+    for name in names or SCENARIOS:
+        path = await record(name, catalog)
+        print(f"recorded {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

@@ -1,0 +1,104 @@
+"""Retried activities write once: no second audit row, no second notification.
+
+A worker can lose an activity's answer after the write committed (crash, network cut, timeout),
+and a notification gateway can fail a send; Temporal then runs the activity again. The store
+dedupes on the key the workflow made, so the retry finds the first write and adds nothing.
+The faults below are real objects on a real worker; nothing is mocked.
+"""
+
+import asyncio
+from collections import Counter
+
+from sqlalchemy import Engine
+from temporalio import activity
+
+from activities.notify import Channel
+from activities.store import Store
+from contract.case import CaseStage, Withdraw
+from contract.records import CaseEvent, Notice
+from tests.builders import application, start_case
+from workflows.case import CaseWorkflow
+
+
+class AnswerLost(ConnectionResetError):
+    """The write committed but the worker never reported it: Temporal retries the activity."""
+
+
+class StoreThatLosesFirstAnswers(Store):
+    """The first attempt of each record that gets through the write loses its answer.
+
+    Once per key, so a store that did write twice shows up as a duplicate row, not as a hang.
+    """
+
+    def __init__(self, engine: Engine, channel: Channel) -> None:
+        super().__init__(engine, channel)
+        self.lost: dict[str, int] = {}  # key -> the attempt whose answer was thrown away
+
+    def _lose_first_answer(self, key: str) -> None:
+        if key not in self.lost:
+            self.lost[key] = activity.info().attempt
+            raise AnswerLost(f"answer for {key} lost after the write")
+
+    @activity.defn(name="record_case_event")
+    def record_case_event(self, event: CaseEvent) -> bool:
+        written = super().record_case_event(event)
+        self._lose_first_answer(event.audit.key)
+        return written
+
+    @activity.defn(name="notify")
+    def notify(self, notice: Notice) -> bool:
+        sent = super().notify(notice)
+        self._lose_first_answer(notice.key)
+        return sent
+
+
+class GatewayFailingFirstSends:
+    """A notification channel whose first send of each notice fails, as an SMS gateway times out."""
+
+    name = "flaky-gateway"
+
+    def __init__(self) -> None:
+        self.refused: list[str] = []
+        self.delivered: list[Notice] = []
+
+    def send(self, notice: Notice) -> None:
+        if notice.key not in self.refused:
+            self.refused.append(notice.key)
+            raise ConnectionError(f"gateway timeout for {notice.key}")
+        self.delivered.append(notice)
+
+
+async def test_retried_activities_record_each_step_and_send_each_notice_once(env, hall_worker, catalog, sqlite_store):
+    gateway = GatewayFailingFirstSends()
+    store = StoreThatLosesFirstAnswers(sqlite_store.engine, gateway)
+    app = application(catalog["enterprise-opening"])
+    async with hall_worker(env.client, store=store) as tq:
+        handle = await start_case(env.client, app, tq)
+        # The test server skips time only while a result is awaited: awaiting it from the
+        # start makes the retry back-offs (1 s, 2 s...) pass at once.
+        result = asyncio.create_task(handle.result())
+        status = await handle.query(CaseWorkflow.status)
+        while status.stage != CaseStage.AWAITING_REVIEW:
+            status = await handle.query(CaseWorkflow.status)
+        withdrawn = await handle.execute_update(
+            CaseWorkflow.withdraw, Withdraw(reason="changed plans", requested_by="applicant")
+        )
+        outcome = await result
+        # The workflow ends only after its activities did: nothing trails the result.
+        trail = sqlite_store.audit_trail("case", app.case_no)
+        outbox = sqlite_store.notices(app.case_no)
+        case_row = sqlite_store.case_row(app.case_no)
+
+    assert withdrawn.stage == outcome.stage == CaseStage.WITHDRAWN
+    assert case_row["stage"] == "withdrawn"
+    # Every fault fired: each audit entry lost its first answer; each notice was refused by the
+    # gateway on attempt 1, then sent and its answer lost on attempt 2, then retried once more.
+    assert store.lost == {e.key: 1 for e in trail} | {n.key: 2 for n in outbox}
+    assert sorted(gateway.refused) == sorted(n.key for n in outbox)
+
+    assert [e.action for e in trail] == ["received", "accepted", "withdrawn"]
+    assert all(count == 1 for count in Counter(e.key for e in trail).values())
+    assert [n.kind for n in outbox] == ["accepted", "case_withdrawn"]
+    assert all(count == 1 for count in Counter(n.key for n in outbox).values())
+    # Delivered exactly once each: not lost with the failed send, not resent by the retry.
+    assert sorted(n.key for n in gateway.delivered) == sorted(n.key for n in outbox)

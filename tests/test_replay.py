@@ -1,0 +1,92 @@
+"""Determinism guard: today's workflow code must replay the histories of cases already running.
+
+A worker that picks up an open case replays its history through the current code; a change that
+issues other commands (an activity added, dropped or moved) fails that case with a
+nondeterminism error in production. tests/histories holds one recorded history per scenario
+(`python -m tests.record_histories`); see tests/histories/README.md before touching them.
+"""
+
+from pathlib import Path
+
+import pytest
+from temporalio import workflow
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+from temporalio.workflow import NondeterminismError
+
+# The sandbox re-imports this module for the workflows defined below: pass the rest through.
+with workflow.unsafe.imports_passed_through():
+    from contract.case import CaseApplication, CaseOutcome
+    from contract.converter import data_converter
+    from tests.record_histories import SCENARIOS
+    from worker import WORKFLOWS
+    from workflows import activities as act
+    from workflows.case import CaseWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+RECORDED = sorted(HISTORIES.glob("*.json"))
+
+
+def history(name: str) -> WorkflowHistory:
+    # The workflow id is not part of the file and replay does not depend on it.
+    return WorkflowHistory.from_json(name, (HISTORIES / f"{name}.json").read_text(encoding="utf-8"))
+
+
+async def replay(name: str, workflows: list[type]) -> None:
+    await Replayer(workflows=workflows, data_converter=data_converter).replay_workflow(history(name))
+
+
+def test_every_scenario_has_a_recorded_history():
+    assert sorted(p.stem for p in RECORDED) == sorted(SCENARIOS)
+
+
+@pytest.mark.parametrize("name", [p.stem for p in RECORDED])
+async def test_current_workflow_code_replays_recorded_history(name):
+    await replay(name, WORKFLOWS)
+
+
+# ---- the guard itself: changed workflows that must not replay old histories ------------------
+
+
+@workflow.defn(name="CaseWorkflow")
+class CaseWorkflowWithNewCreditCheck(CaseWorkflow):
+    """A new step at the start, added without workflow.patched: one extra activity."""
+
+    @workflow.run
+    async def run(self, app: CaseApplication) -> CaseOutcome:
+        await act.has_broken_commitment(app.applicant.applicant_id)
+        return await super().run(app)
+
+
+@workflow.defn(name="CaseWorkflow")
+class CaseWorkflowWithoutNotices(CaseWorkflow):
+    """Notices moved out of the workflow without workflow.patched: a `notify` activity missing."""
+
+    @workflow.run
+    async def run(self, app: CaseApplication) -> CaseOutcome:
+        return await super().run(app)
+
+    async def _notify(self, recipient: str, kind: str, title: str, body: str) -> None:
+        return None
+
+
+@workflow.defn(name="CaseWorkflow")
+class CaseWorkflowWithPatchedCreditCheck(CaseWorkflow):
+    """The same new step done right: open cases skip it, new cases run it."""
+
+    @workflow.run
+    async def run(self, app: CaseApplication) -> CaseOutcome:
+        if workflow.patched("credit-check-at-start"):
+            await act.has_broken_commitment(app.applicant.applicant_id)
+        return await super().run(app)
+
+
+@pytest.mark.parametrize("changed", [CaseWorkflowWithNewCreditCheck, CaseWorkflowWithoutNotices])
+async def test_changed_workflow_fails_replay_with_nondeterminism(changed):
+    with pytest.raises(NondeterminismError, match="TMPRL1100"):
+        await replay("deferral_missed_terminated", [changed])
+
+
+@pytest.mark.parametrize("name", [p.stem for p in RECORDED])
+async def test_change_behind_workflow_patched_replays(name):
+    await replay(name, [CaseWorkflowWithPatchedCreditCheck])
