@@ -1,10 +1,18 @@
-"""hallflow for service halls: start a case, supplement materials, withdraw, show status.
+"""hallflow for service halls: start a case, supplement materials, withdraw, take part in its
+approval (opinions, review, resubmit, transfer, vote, urge), show status.
 
     python starter.py start --file docs/examples/case-enterprise-opening.json
     python starter.py start --case-no HALL1-0001 --matter enterprise-opening --hall hall-central \\
         --clerk clerk-01 --applicant-id app-0001 --materials business-licence-application,... [--commitment-signed]
     python starter.py supplement HALL1-0001 --materials residence-proof --by clerk-01
     python starter.py withdraw HALL1-0001 --reason "..." --by applicant
+    python starter.py opinion HALL1-0001 --department taxation --officer tax-01 --agree [--opinion "..."]
+    python starter.py review HALL1-0001 --reviewer officer-li --decision approve|return|reject \
+        [--opinion "..."] [--correction "..." --correction "..."]
+    python starter.py resubmit HALL1-0001 --materials residence-proof [--note "..."] [--by applicant]
+    python starter.py transfer HALL1-0001 --by officer-li --to officer-wang --reason "..."
+    python starter.py vote HALL1-0001 --member officer-zhao --choice approve|reject|defer [--opinion "..."]
+    python starter.py urge HALL1-0001 --by hall-central [--note "..."]
     python starter.py status HALL1-0001
     python starter.py setup                      # register search attributes (idempotent)
     python starter.py schema [--out docs/schemas]
@@ -28,6 +36,7 @@ from temporalio.service import RPCError
 
 from activities.catalog import CatalogError, load_catalog
 from contract import search
+from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.case import (
     Applicant,
     CaseApplication,
@@ -188,6 +197,43 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", required=True)
     s.add_argument("--by", required=True)
 
+    s = sub.add_parser("opinion", help="a consulted department answers (并联审批)")
+    s.add_argument("case_no")
+    s.add_argument("--department", required=True)
+    s.add_argument("--officer", required=True)
+    s.add_argument("--agree", action=argparse.BooleanOptionalAction, required=True)
+    s.add_argument("--opinion", default="")
+
+    s = sub.add_parser("review", help="comprehensive review (综合研判): approve, return or reject")
+    s.add_argument("case_no")
+    s.add_argument("--reviewer", required=True)
+    s.add_argument("--decision", required=True, choices=["approve", "return", "reject"])
+    s.add_argument("--opinion", default="")
+    s.add_argument("--correction", action="append", default=[], help="one correction; repeat for each (return)")
+
+    s = sub.add_parser("resubmit", help="the applicant's corrections after a return (补正)")
+    s.add_argument("case_no")
+    s.add_argument("--materials", default="", help="comma-separated material codes corrected or added")
+    s.add_argument("--note", default="")
+    s.add_argument("--by", default="applicant")
+
+    s = sub.add_parser("transfer", help="hand the review to another allowed reviewer (转办)")
+    s.add_argument("case_no")
+    s.add_argument("--by", required=True)
+    s.add_argument("--to", required=True)
+    s.add_argument("--reason", required=True)
+
+    s = sub.add_parser("vote", help="a panel member votes (集体决策)")
+    s.add_argument("case_no")
+    s.add_argument("--member", required=True)
+    s.add_argument("--choice", required=True, choices=["approve", "reject", "defer"])
+    s.add_argument("--opinion", default="")
+
+    s = sub.add_parser("urge", help="chase whoever holds the case (催办), once per working day")
+    s.add_argument("case_no")
+    s.add_argument("--by", required=True)
+    s.add_argument("--note", default="")
+
     s = sub.add_parser("status", help="where a case stands")
     s.add_argument("case_no")
 
@@ -206,6 +252,12 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     if args.command == "start":
         app = application_from(args)
         check_matter(settings, app.matter_code)
+    if args.command in ROUTE_UPDATES:
+        update, build = ROUTE_UPDATES[args.command]
+        try:
+            req = build(args)  # bad input is refused here, before the server is asked
+        except ValidationError as err:
+            raise Refused(f"invalid {args.command}: {describe(err)}", 2) from None
     try:
         client = await connect(settings)
     except RuntimeError as err:
@@ -234,8 +286,30 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             raise Refused(f"invalid withdrawal: {describe(err)}", 2) from None
         outcome: CaseOutcome = await _update(client, args.case_no, CaseWorkflow.withdraw, req)
         _print(outcome)
+    elif args.command in ROUTE_UPDATES:
+        _print(await _update(client, args.case_no, update, req))
     elif args.command == "status":
         _print(await status(client, args.case_no))
+
+
+# The approval route's updates: command -> (update, request from flags); each answers with the status.
+ROUTE_UPDATES = {
+    "opinion": (
+        CaseWorkflow.department_opinion,
+        lambda a: DepartmentOpinion(department=a.department, officer=a.officer, agree=a.agree, opinion=a.opinion),
+    ),
+    "review": (
+        CaseWorkflow.review,
+        lambda a: Review(reviewer=a.reviewer, decision=a.decision, opinion=a.opinion, corrections=a.correction),
+    ),
+    "resubmit": (
+        CaseWorkflow.resubmit,
+        lambda a: Resubmit(materials=_codes(a.materials), note=a.note, submitted_by=a.by),
+    ),
+    "transfer": (CaseWorkflow.transfer, lambda a: Transfer(by=a.by, to_reviewer=a.to, reason=a.reason)),
+    "vote": (CaseWorkflow.vote, lambda a: Vote(member=a.member, choice=a.choice, opinion=a.opinion)),
+    "urge": (CaseWorkflow.urge, lambda a: Urge(by=a.by, note=a.note)),
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from contract.approval import CastVote, Consultation, Decision
 from contract.common import Code, Instant, Name, Text
 
 CaseNo = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{2,63}$")]
@@ -24,14 +25,28 @@ class CaseStage(StrEnum):
 
     RECEIVED = "received"  # started, acceptance check running
     NOT_ACCEPTED = "not_accepted"  # 不予受理: one notice listed everything missing
-    AWAITING_MATERIALS = "awaiting_materials"  # 容缺受理: deferred materials outstanding
-    AWAITING_REVIEW = "awaiting_review"  # accepted, materials complete, waiting for the review step
+    ACCEPTED = "accepted"  # accepted; the approval route starts
+    # Cases started before step 2 wait for deferred materials here before review.
+    AWAITING_MATERIALS = "awaiting_materials"
+    CONSULTING = "consulting"  # 并联审批: departments' opinions requested
+    AWAITING_REVIEW = "awaiting_review"  # tier 1: comprehensive review (综合研判)
+    RETURNED = "returned"  # 补正: returned to the applicant for correction, clock paused
+    IN_PANEL = "in_panel"  # tier 2: collective decision (集体决策)
+    APPROVED_PENDING_MATERIALS = "approved_pending_materials"  # approved; result waits for deferred materials
+    APPROVED = "approved"  # result issued
+    REJECTED = "rejected"  # decided against, with reasons
     TERMINATED = "terminated"  # 终止办理: deferral deadline missed
     WITHDRAWN = "withdrawn"  # applicant withdrew before a decision
 
     @property
     def is_final(self) -> bool:
-        return self in {CaseStage.NOT_ACCEPTED, CaseStage.TERMINATED, CaseStage.WITHDRAWN}
+        return self in {
+            CaseStage.NOT_ACCEPTED,
+            CaseStage.APPROVED,
+            CaseStage.REJECTED,
+            CaseStage.TERMINATED,
+            CaseStage.WITHDRAWN,
+        }
 
 
 class Applicant(BaseModel):
@@ -119,6 +134,13 @@ class CaseStatus(BaseModel):
     missing_materials: list[str] = Field(default_factory=list, description="codes still missing")
     deferral_due_at: datetime | None = None
     pauses: list[Pause] = Field(default_factory=list)
+    reviewer: str | None = Field(default=None, description="who holds the comprehensive review")
+    consultations: list[Consultation] = Field(default_factory=list)
+    votes: list[CastVote] = Field(default_factory=list)
+    vote_closes_at: datetime | None = None
+    warning: str | None = Field(default=None, description="yellow at 80% of the promised limit, red when overdue")
+    waiting_on: list[str] = Field(default_factory=list, description="who the case waits on now")
+    decision: Decision | None = None
     last_events: list[Event] = Field(default_factory=list)
 
 
@@ -131,6 +153,10 @@ class CaseOutcome(BaseModel):
     reason: str = ""
     missing_materials: list[str] = Field(default_factory=list)
     closed_at: Instant | None = None
+    decision: Decision | None = None
+    working_days_used: int | None = None
+    promised_days: int | None = None
+    statutory_days: int | None = None
 
 
 class CaseRegistration(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.case import CaseApplication, CaseOutcome, CaseStatus, SupplementMaterials, SupplementResult, Withdraw
 
 # name -> model; names are "<Workflow>.<message>.<input|result>" as integrators meet them.
@@ -17,6 +18,13 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "CaseWorkflow.supplement_materials.result": SupplementResult,
     "CaseWorkflow.withdraw.input": Withdraw,
     "CaseWorkflow.withdraw.result": CaseOutcome,
+    "CaseWorkflow.department_opinion.input": DepartmentOpinion,
+    "CaseWorkflow.review.input": Review,
+    "CaseWorkflow.transfer.input": Transfer,
+    "CaseWorkflow.resubmit.input": Resubmit,
+    "CaseWorkflow.vote.input": Vote,
+    "CaseWorkflow.urge.input": Urge,
+    # department_opinion, review, transfer, resubmit, vote and urge answer with the case status.
     "CaseWorkflow.status.result": CaseStatus,
 }
 

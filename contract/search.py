@@ -10,8 +10,13 @@ MATTER_CODE = SearchAttributeKey.for_keyword("MatterCode")
 DEPARTMENT = SearchAttributeKey.for_keyword("Department")
 HALL = SearchAttributeKey.for_keyword("Hall")
 CASE_DUE_AT = SearchAttributeKey.for_datetime("CaseDueAt")
+# Step 2: deadline warnings (yellow at 80% of the promised limit, red when overdue) and
+# deferred materials still owed while the case moves through approval.
+CASE_OVERDUE = SearchAttributeKey.for_bool("CaseOverdue")
+RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
+MATERIALS_PENDING = SearchAttributeKey.for_bool("MaterialsPending")
 
-ALL = [CASE_STAGE, MATTER_CODE, DEPARTMENT, HALL, CASE_DUE_AT]
+ALL = [CASE_STAGE, MATTER_CODE, DEPARTMENT, HALL, CASE_DUE_AT, CASE_OVERDUE, RISK_LEVEL, MATERIALS_PENDING]
 
 
 async def ensure_search_attributes(client) -> list[str]:

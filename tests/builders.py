@@ -41,6 +41,21 @@ async def start_case(client: Client, app: CaseApplication, task_queue: str) -> W
     )
 
 
+async def wait_status(handle: WorkflowHandle, check, timeout: float = 10.0):
+    """Query `status` until `check(status)` holds; the last status either way."""
+    import asyncio
+
+    from workflows.case import CaseWorkflow
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        status = await handle.query(CaseWorkflow.status)
+        if check(status) or loop.time() > end:
+            return status
+        await asyncio.sleep(0.02)
+
+
 async def eventually(check, timeout: float = 10.0):
     """Poll `check` until it returns a truthy value: activities finish a moment after a stage shows."""
     import asyncio

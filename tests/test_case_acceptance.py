@@ -7,7 +7,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
 from contract.case import CaseStage, Withdraw
-from tests.builders import TUESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case
+from tests.builders import TUESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case, wait_status
 from tests.temporal_fixtures import travel_to
 from workflows.case import CaseWorkflow
 
@@ -17,10 +17,8 @@ async def test_complete_case_is_accepted_and_waits_for_review(env, hall_worker, 
     app = application(catalog["enterprise-opening"])
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        status = await handle.query(CaseWorkflow.status)
-        while status.stage != CaseStage.AWAITING_REVIEW:
-            status = await handle.query(CaseWorkflow.status)
-        notices = await eventually(lambda: sqlite_store.notices(app.case_no))
+        status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        notices = await eventually(lambda: len(sqlite_store.notices(app.case_no)) == 2 and sqlite_store.notices(app.case_no))
 
     assert status.department == "market-regulation"
     # Accepted Tuesday; 1 working day ends Wednesday 24:00 Asia/Shanghai.
@@ -28,8 +26,12 @@ async def test_complete_case_is_accepted_and_waits_for_review(env, hall_worker, 
     assert status.calendar_version == "test-2099.1"
     assert status.missing_materials == []
     actions = [e.action for e in sqlite_store.audit_trail("case", app.case_no)]
-    assert actions == ["received", "accepted"]
-    assert [n.kind for n in notices] == ["accepted"]
+    assert actions == ["received", "accepted", "review_requested"]
+    assert [(n.kind, n.recipient) for n in notices] == [
+        ("accepted", f"applicant:{app.applicant.applicant_id}"),
+        ("review_requested", "officer-li"),
+    ]
+    assert status.reviewer == "officer-li" and status.waiting_on == ["officer-li"]
     row = sqlite_store.case_row(app.case_no)
     assert row["stage"] == "awaiting_review"
 

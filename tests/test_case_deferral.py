@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta, timezone
 
 from contract.case import CaseStage, SupplementMaterials
-from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case
+from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case, wait_status
 from tests.temporal_fixtures import travel_to
 from workflows.case import CaseWorkflow
 
@@ -16,11 +16,9 @@ REMIND_AT = datetime(2099, 10, 9, 16, tzinfo=timezone.utc)  # one working day be
 PROMISED_DUE = datetime(2099, 10, 13, 16, tzinfo=timezone.utc)
 
 
-async def _wait_stage(handle, stage: CaseStage):
-    status = await handle.query(CaseWorkflow.status)
-    while status.stage != stage:
-        status = await handle.query(CaseWorkflow.status)
-    return status
+async def _wait_deferral(handle):
+    """Accepted with deferral: the route has started and materials are still owed."""
+    return await wait_status(handle, lambda s: s.missing_materials and s.stage not in (CaseStage.RECEIVED, CaseStage.ACCEPTED))
 
 
 async def test_deferral_deadline_counts_working_days_across_national_day(env, hall_worker, catalog, sqlite_store):
@@ -28,7 +26,7 @@ async def test_deferral_deadline_counts_working_days_across_national_day(env, ha
     app = application(catalog["real-estate-registration"], without=DEFERRED, signed=True)
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        status = await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+        status = await _wait_deferral(handle)
         notice = (await eventually(lambda: sqlite_store.notices(app.case_no)))[0]
 
     assert status.deferral_due_at == DEFERRAL_DUE
@@ -42,7 +40,7 @@ async def test_supplemented_materials_let_the_case_proceed(env, hall_worker, cat
     app = application(catalog["real-estate-registration"], without=DEFERRED, signed=True)
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+        await _wait_deferral(handle)
         first = await handle.execute_update(
             CaseWorkflow.supplement_materials,
             SupplementMaterials(materials=["marital-status-proof"], submitted_by="clerk-02"),
@@ -53,12 +51,12 @@ async def test_supplemented_materials_let_the_case_proceed(env, hall_worker, cat
             SupplementMaterials(materials=["cadastral-survey-report"], submitted_by="clerk-02"),
         )
         assert second.complete
-        status = await _wait_stage(handle, CaseStage.AWAITING_REVIEW)
         # Past the deadline nothing happens any more: the commitment was kept.
         await env.sleep(DEFERRAL_DUE - await env.get_current_time() + timedelta(days=1))
         status = await handle.query(CaseWorkflow.status)
 
-    assert status.stage == CaseStage.AWAITING_REVIEW
+    # Still with the departments consulted in parallel (taxation), not terminated.
+    assert status.stage == CaseStage.CONSULTING and status.missing_materials == []
     actions = [e.action for e in sqlite_store.audit_trail("case", app.case_no)]
     assert actions.count("materials_supplemented") == 2
     assert "materials_complete" in actions and "terminated" not in actions
@@ -69,7 +67,7 @@ async def test_reminder_goes_out_one_working_day_before_the_deadline(env, hall_w
     app = application(catalog["real-estate-registration"], without=DEFERRED, signed=True)
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+        await _wait_deferral(handle)
         await travel_to(env, REMIND_AT - timedelta(minutes=1))
         await handle.query(CaseWorkflow.status)
         before = [n.kind for n in sqlite_store.notices(app.case_no)]
@@ -90,7 +88,7 @@ async def test_missed_deferral_deadline_terminates_case_and_blocks_future_deferr
     app = application(matter, without=DEFERRED, signed=True)
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+        await _wait_deferral(handle)
         await handle.execute_update(
             CaseWorkflow.supplement_materials,
             SupplementMaterials(materials=["marital-status-proof"], submitted_by="clerk-02"),
@@ -117,7 +115,7 @@ async def test_enterprise_opening_deferral_is_due_the_next_working_day(env, hall
     app = application(catalog["enterprise-opening"], without=("residence-proof",), signed=True)
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        status = await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+        status = await _wait_deferral(handle)
         outcome = await handle.result()
 
     assert status.deferral_due_at == datetime(2099, 10, 8, 16, tzinfo=timezone.utc)

@@ -5,7 +5,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 
 from contract.case import CaseStage, SupplementMaterials, Withdraw
-from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, start_case
+from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, start_case, wait_status
 from tests.temporal_fixtures import travel_to
 from workflows.case import CaseWorkflow
 
@@ -26,8 +26,7 @@ async def test_supplement_refuses_unknown_and_unawaited_materials(env, hall_work
     app = application(catalog["real-estate-registration"], without=("marital-status-proof",), signed=True)
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        while (await handle.query(CaseWorkflow.status)).stage != CaseStage.AWAITING_MATERIALS:
-            pass
+        await wait_status(handle, lambda s: s.stage == CaseStage.CONSULTING)
         unknown = await _refusal(
             handle, CaseWorkflow.supplement_materials, SupplementMaterials(materials=["passport"], submitted_by="clerk")
         )
@@ -47,12 +46,11 @@ async def test_supplement_is_refused_when_nothing_is_deferred(env, hall_worker, 
     app = application(catalog["enterprise-opening"])
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
-        while (await handle.query(CaseWorkflow.status)).stage != CaseStage.AWAITING_REVIEW:
-            pass
+        await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
         message = await _refusal(
             handle, CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="x")
         )
-    assert "awaiting_review" in message and "awaiting_materials" in message
+    assert "awaiting_review" in message and "missing_materials" in message
 
 
 async def test_malformed_payloads_are_refused_with_the_field_named(env, hall_worker, catalog):

@@ -40,8 +40,9 @@ async def dev_server():
 def hall(dev_server, tmp_path_factory):
     """worker.py running against the dev server; yields a function that runs starter.py."""
     try:
-        # The real calendar: a case accepted today must have its year's holidays on file.
-        Calendar.load(ROOT / "data" / "calendar").working_days_after(datetime.now(timezone.utc), 5)
+        # The real calendar: the statutory limits of the matters used here (at most 15 working
+        # days, real-estate-registration) must fall in years whose holidays are on file.
+        Calendar.load(ROOT / "data" / "calendar").working_days_after(datetime.now(timezone.utc), 15)
     except CalendarYearMissing as err:
         pytest.fail(f"{err} (the end-to-end test uses today's date and the shipped calendar)")
     db = tmp_path_factory.mktemp("e2e") / "hallflow.db"
@@ -85,7 +86,7 @@ def stage_of(hall, case_no: str) -> str | None:
     return json.loads(result.stdout)["stage"]
 
 
-def test_hall_starts_a_deferred_case_supplements_and_withdraws_it(hall):
+def test_hall_takes_a_deferred_case_through_review_and_panel_to_its_result(hall):
     case_no = f"E2E-{time.time_ns()}"
     started = hall(
         "start", "--case-no", case_no, "--matter", "enterprise-opening", "--hall", "hall-central",
@@ -96,20 +97,53 @@ def test_hall_starts_a_deferred_case_supplements_and_withdraws_it(hall):
     )
     assert started.returncode == 0, started.stderr
     assert f"case-{case_no}" in started.stdout and "http://" in started.stdout
-    assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_materials")
+    # Accepted with a deferred material; review starts at once.
+    assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_review")
+
+    reviewed = hall("review", case_no, "--reviewer", "officer-li", "--decision", "approve", "--opinion", "lawful")
+    assert reviewed.returncode == 0, reviewed.stderr
+    assert wait_for(lambda: stage_of(hall, case_no) == "in_panel")
+    recused = hall("vote", case_no, "--member", "officer-li", "--choice", "approve")
+    assert recused.returncode == 1 and "not on the panel" in recused.stderr
+    for member in ("officer-zhao", "officer-chen"):
+        voted = hall("vote", case_no, "--member", member, "--choice", "approve")
+        assert voted.returncode == 0, voted.stderr
+    # Approved, but the result waits for the deferred material.
+    assert wait_for(lambda: stage_of(hall, case_no) == "approved_pending_materials")
 
     supplemented = hall("supplement", case_no, "--materials", "residence-proof", "--by", "clerk-02")
     assert supplemented.returncode == 0, supplemented.stderr
     assert '"complete": true' in supplemented.stdout
+    assert wait_for(lambda: stage_of(hall, case_no) == "approved")
+
+    actions = [e.action for e in hall.store.audit_trail("case", case_no)]
+    assert actions[:4] == ["received", "accepted_with_deferral", "review_requested", "reviewed"]
+    assert actions[-2:] == ["materials_complete", "approved"] and actions.count("voted") == 2
+    kinds = [n.kind for n in hall.store.notices(case_no)]
+    assert kinds[0] == "deferral_accepted" and kinds[-1] == "result_issued"
+    assert "李四" not in started.stderr + started.stdout  # personal data stays out of logs
+
+
+def test_hall_withdraws_a_case_under_review(hall):
+    case_no = f"E2E-{time.time_ns()}"
+    started = hall(
+        "start", "--case-no", case_no, "--matter", "enterprise-opening", "--hall", "hall-central",
+        "--clerk", "clerk-01", "--applicant-id", "app-e2e-3",
+        "--materials", "business-licence-application,articles-of-association,shareholder-qualification,"
+        "legal-representative-appointment,residence-proof,seal-engraving-form",
+    )
+    assert started.returncode == 0, started.stderr
     assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_review")
+    urged = hall("urge", case_no, "--by", "hall-central", "--note", "applicant asked")
+    assert urged.returncode == 0 and '"officer-li"' in urged.stdout
+    again = hall("urge", case_no, "--by", "hall-central")
+    assert again.returncode == 1 and "one urge per working day" in again.stderr
 
     withdrawn = hall("withdraw", case_no, "--reason", "moved away", "--by", "applicant")
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert '"stage": "withdrawn"' in withdrawn.stdout
-
     actions = [e.action for e in hall.store.audit_trail("case", case_no)]
-    assert actions == ["received", "accepted_with_deferral", "materials_supplemented", "materials_complete", "withdrawn"]
-    assert "李四" not in started.stderr + started.stdout  # personal data stays out of logs
+    assert actions == ["received", "accepted", "review_requested", "urged", "withdrawn"]
 
 
 def test_hall_gets_clear_errors(hall, dev_server):
@@ -128,7 +162,7 @@ def test_hall_gets_clear_errors(hall, dev_server):
     assert unknown.returncode == 2 and "unknown matter 'no-such-matter'" in unknown.stderr
     assert "enterprise-opening" in unknown.stderr
 
-    assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_materials")
+    assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_review")
     refused = hall("supplement", case_no, "--materials", "passport", "--by", "clerk")
     assert refused.returncode == 1 and "passport" in refused.stderr
 
@@ -146,13 +180,13 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
 
     doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
     blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
-    assert len(blocks) >= 5
+    assert len(blocks) >= 15
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
     }
-    outputs = []
+    outputs = {}
     for block in blocks:
         # A human reads the previous answer before the next command; poll instead.
         for _ in range(50):
@@ -161,7 +195,9 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
                 break
             time.sleep(0.2)
         assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
-        outputs.append(ran.stdout)
-    assert "complete" in outputs[2]
-    assert "case-CLI-0001" in outputs[3]
-    assert "withdrawn" in outputs[4]
+        outputs[block.split("--name ")[-1].split()[0] if "--name" in block else block.split()[2]] = ran.stdout
+    assert "complete" in outputs["supplement_materials"]
+    assert "case-CLI-0001" in outputs["list"]
+    assert "officer-wang" in outputs["transfer"]
+    assert "approved" in outputs["result"]
+    assert "withdrawn" in outputs["withdraw"]

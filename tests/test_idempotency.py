@@ -7,10 +7,12 @@ The faults below are real objects on a real worker; nothing is mocked.
 """
 
 import asyncio
+from datetime import timedelta
 from collections import Counter
 
 from sqlalchemy import Engine
 from temporalio import activity
+from temporalio.client import WorkflowUpdateStage
 
 from activities.notify import Channel
 from activities.store import Store
@@ -68,22 +70,32 @@ class GatewayFailingFirstSends:
         self.delivered.append(notice)
 
 
+async def _tick_until(env, done, limit: int = 200) -> bool:
+    for _ in range(limit):
+        if done():
+            return True
+        await env.sleep(timedelta(seconds=1))
+    return done()
+
+
 async def test_retried_activities_record_each_step_and_send_each_notice_once(env, hall_worker, catalog, sqlite_store):
     gateway = GatewayFailingFirstSends()
     store = StoreThatLosesFirstAnswers(sqlite_store.engine, gateway)
     app = application(catalog["enterprise-opening"])
     async with hall_worker(env.client, store=store) as tq:
         handle = await start_case(env.client, app, tq)
-        # The test server skips time only while a result is awaited: awaiting it from the
-        # start makes the retry back-offs (1 s, 2 s...) pass at once.
-        result = asyncio.create_task(handle.result())
-        status = await handle.query(CaseWorkflow.status)
-        while status.stage != CaseStage.AWAITING_REVIEW:
-            status = await handle.query(CaseWorkflow.status)
-        withdrawn = await handle.execute_update(
-            CaseWorkflow.withdraw, Withdraw(reason="changed plans", requested_by="applicant")
+        # Retry back-offs (1 s, 2 s...) are server timers: move the clock in small steps so they
+        # pass at once, far from the case's own deadlines (awaiting the result instead would skip
+        # straight to them, and past them to the execution timeout).
+        assert await _tick_until(env, lambda: len(sqlite_store.notices(app.case_no)) == 2)
+        update = await handle.start_update(
+            CaseWorkflow.withdraw,
+            Withdraw(reason="changed plans", requested_by="applicant"),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
         )
-        outcome = await result
+        assert await _tick_until(env, lambda: len(sqlite_store.notices(app.case_no)) == 3)
+        withdrawn = await update.result()
+        outcome = await handle.result()
         # The workflow ends only after its activities did: nothing trails the result.
         trail = sqlite_store.audit_trail("case", app.case_no)
         outbox = sqlite_store.notices(app.case_no)
@@ -96,9 +108,9 @@ async def test_retried_activities_record_each_step_and_send_each_notice_once(env
     assert store.lost == {e.key: 1 for e in trail} | {n.key: 2 for n in outbox}
     assert sorted(gateway.refused) == sorted(n.key for n in outbox)
 
-    assert [e.action for e in trail] == ["received", "accepted", "withdrawn"]
+    assert [e.action for e in trail] == ["received", "accepted", "review_requested", "withdrawn"]
     assert all(count == 1 for count in Counter(e.key for e in trail).values())
-    assert [n.kind for n in outbox] == ["accepted", "case_withdrawn"]
+    assert [n.kind for n in outbox] == ["accepted", "review_requested", "case_withdrawn"]
     assert all(count == 1 for count in Counter(n.key for n in outbox).values())
     # Delivered exactly once each: not lost with the failed send, not resent by the retry.
     assert sorted(n.key for n in gateway.delivered) == sorted(n.key for n in outbox)

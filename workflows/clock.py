@@ -5,7 +5,10 @@ history and a case replays the same after next year's holiday table ships.
 """
 
 from datetime import date, datetime, time, timedelta, timezone
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from contract.calendar import WorkingDays
 
 from temporalio import workflow
 
@@ -31,3 +34,43 @@ async def wait_until(condition: Callable[[], bool], deadline: datetime, summary:
         return True
     except TimeoutError:
         return condition()
+
+
+class CaseClock:
+    """The case's promised and statutory limits in working days, paused while the case waits on
+    the applicant (补正) or a special procedure: each paused working day moves both due dates."""
+
+    # Yellow warning when this share of the promised time is used (domain.md).
+    WARN_SHARE = 0.8
+
+    def __init__(self, schedule: "WorkingDays", promised_days: int, statutory_days: int) -> None:
+        self.schedule = schedule  # working days after acceptance, long enough for the statutory limit
+        self.promised_days = promised_days
+        self.statutory_days = statutory_days
+        self.paused_days = 0
+        self.paused_since: datetime | None = None
+        self.revision = 0  # bumps whenever the due dates move, so watchers re-arm their timers
+
+    @property
+    def promised_due(self) -> datetime:
+        return end_of_day(self.schedule.days[self.promised_days + self.paused_days - 1])
+
+    @property
+    def statutory_due(self) -> datetime:
+        return end_of_day(self.schedule.days[self.statutory_days + self.paused_days - 1])
+
+    @property
+    def warn_at(self) -> datetime:
+        """When WARN_SHARE of the promised working time is used, each working day counted as 24 h."""
+        elapsed = self.WARN_SHARE * self.promised_days
+        whole = int(elapsed)
+        day_start = end_of_day(self.schedule.days[whole + self.paused_days]) - timedelta(days=1)
+        return day_start + timedelta(days=elapsed - whole)
+
+    def days_used(self, now: datetime) -> int:
+        today = local_date(self.paused_since or now)
+        return max(0, sum(1 for d in self.schedule.days if d <= today) - self.paused_days)
+
+    def days_needed(self) -> int:
+        """How many working days the schedule must hold after `paused_days` more."""
+        return self.statutory_days + self.paused_days

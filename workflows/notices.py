@@ -48,3 +48,51 @@ def terminated(case_no: str, missing: list[str]) -> tuple[str, str]:
 
 def withdrawn(case_no: str) -> tuple[str, str]:
     return "撤回申请确认", f"办件 {case_no} 已按申请撤回。"
+
+
+def opinion_requested(case_no: str, matter_name: str, due: datetime) -> tuple[str, str]:
+    return "并联审批征求意见", f"办件 {case_no}（{matter_name}）请于 {_day(due)} 24:00 前出具部门意见。"
+
+
+def opinion_overdue(case_no: str, department: str) -> tuple[str, str]:
+    return "部门意见逾期", f"办件 {case_no}：{department} 未在期限内出具意见，请首席协调官协调。"
+
+
+def review_requested(case_no: str, matter_name: str, disagreeing: list[str]) -> tuple[str, str]:
+    body = f"办件 {case_no}（{matter_name}）待综合研判。"
+    if disagreeing:
+        body += f"以下部门意见为不同意：{'、'.join(disagreeing)}，请一并研判。"
+    return "综合研判待办", body
+
+
+def returned(case_no: str, corrections: list[str]) -> tuple[str, str]:
+    # One notice lists every correction (一次性告知); the case clock stops until they arrive.
+    lines = [f"办件 {case_no} 需补正，请一次性补正以下内容：", *[f"  {i}. {c}" for i, c in enumerate(corrections, 1)]]
+    lines.append("补正期间办理时限暂停计算。")
+    return "补正告知书", "\n".join(lines)
+
+
+def vote_requested(case_no: str, matter_name: str, closes: datetime) -> tuple[str, str]:
+    return "集体决策表决", f"办件 {case_no}（{matter_name}）提请集体决策，表决截止 {_day(closes)} 24:00。"
+
+
+def no_quorum(case_no: str, votes: int, quorum: int) -> tuple[str, str]:
+    return "集体决策未达法定人数", f"办件 {case_no} 表决期满仅 {votes} 人表决（需 {quorum} 人），请主持人组织。"
+
+
+def approved(case_no: str, matter_name: str) -> tuple[str, str]:
+    return "准予许可决定", f"办件 {case_no}（{matter_name}）准予办理，办理结果已出具。"
+
+
+def rejected(case_no: str, reasons: str) -> tuple[str, str]:
+    return "不予许可决定", f"办件 {case_no} 不予许可。理由：{reasons}"
+
+
+def deadline(case_no: str, level: str, due: datetime) -> tuple[str, str]:
+    if level == "red":
+        return "办件超期", f"办件 {case_no} 已超过承诺时限（{_day(due)} 24:00）。"
+    return "办件时限预警", f"办件 {case_no} 已用承诺时限的 80%，须于 {_day(due)} 24:00 前办结。"
+
+
+def urged(case_no: str, stage: str, note: str) -> tuple[str, str]:
+    return "催办", f"办件 {case_no}（{stage}）被催办。{note}".strip()
