@@ -29,6 +29,7 @@ class Tally:
     panel: Panel
     recused: str | None  # the tier-1 reviewer of this case, if a member
     votes: dict[str, CastVote] = field(default_factory=dict)
+    closed: bool = False  # the rule has decided or the deadline passed; no more votes
 
     @property
     def electors(self) -> list[str]:
@@ -36,7 +37,8 @@ class Tally:
 
     @property
     def quorum(self) -> int:
-        return math.ceil(self.panel.quorum * len(self.electors))
+        # Rounded first: 0.7 * 10 is 7.000000000000001 in floating point, and 7 members are a quorum.
+        return math.ceil(round(self.panel.quorum * len(self.electors), 9))
 
     @property
     def has_quorum(self) -> bool:

@@ -359,15 +359,17 @@ class CaseWorkflow:
             due = min(c.due_at for c in open_)
             if await wait_until(settled, due, f"opinion due {local_date(due - timedelta(seconds=1))}"):
                 break
-            for c in open_:
-                if c.due_at > workflow.now() or c.state != OpinionState.PENDING:
-                    continue
+            overdue = [c for c in open_ if c.due_at <= workflow.now() and c.state == OpinionState.PENDING]
+            # Settled at 24:00, before the activities below give a late answer a chance to slip in.
+            for c in overdue:
                 c.escalated = True
+                if c.department in consent_on_silence:
+                    c.state = OpinionState.DEEMED_CONSENT  # 逾期视为同意, as the matter declares
+            for c in overdue:
                 title, body = notices.opinion_overdue(self._app.case_no, c.department)
                 await self._notify(f"coordinator:{matter.lead_department}", "opinion_overdue", title, body)
                 await self._record("opinion_overdue", SYSTEM, details={"department": c.department})
-                if c.department in consent_on_silence:
-                    c.state = OpinionState.DEEMED_CONSENT  # 逾期视为同意, as the matter declares
+                if c.state == OpinionState.DEEMED_CONSENT:
                     await self._record("opinion_deemed_consent", SYSTEM, details={"department": c.department})
 
     async def _comprehensive_review(self, matter: Matter) -> Review | None:
@@ -379,7 +381,14 @@ class CaseWorkflow:
                 CaseStage.AWAITING_REVIEW,
                 SYSTEM,
                 "review_requested",
-                details={"reviewer": self._reviewer, "disagreeing_departments": against},
+                details={
+                    "reviewer": self._reviewer,
+                    "disagreeing_departments": against,
+                    "opinions": {
+                        c.department: {"state": c.state.value, "officer": c.officer, "opinion": c.opinion}
+                        for c in self._consultations
+                    },
+                },
             )
             title, body = notices.review_requested(self._app.case_no, matter.name, against)
             await self._notify(self._reviewer, "review_requested", title, body)
@@ -409,15 +418,19 @@ class CaseWorkflow:
         self._resubmission = None
         # The paused working days move both due dates (行政许可法 §45 style pause, domain.md).
         counted = await act.working_days_between(WorkingDaysBetween(start=pause.started_at, end=workflow.now()))
-        pause.ended_at = workflow.now()
+        ended_at = workflow.now()
+        # Extend the schedule before the clock counts the pause: status() reads the due dates from
+        # it and may run (a query, an Update's answer) while working_days_after is awaited.
+        needed = self._clock.days_needed() + counted.days
+        if len(self._clock.schedule.days) < needed:
+            self._clock.schedule = self._days = await act.working_days_after(
+                WorkingDaysRequest(start=self._accepted_at, days=needed),
+                summary="due dates after the pause",
+            )
+        pause.ended_at = ended_at
         pause.working_days = counted.days
         self._clock.paused_days += counted.days
         self._clock.paused_since = None
-        if len(self._clock.schedule.days) < self._clock.days_needed():
-            self._clock.schedule = self._days = await act.working_days_after(
-                WorkingDaysRequest(start=self._accepted_at, days=self._clock.days_needed()),
-                summary="due dates after the pause",
-            )
         self._clock.revision += 1
         workflow.upsert_search_attributes([search.CASE_DUE_AT.value_set(self.promised_due)])
         await self._record(
@@ -449,14 +462,21 @@ class CaseWorkflow:
             decided = lambda closing=False: tally.outcome(closing) is not None or self._stopping()  # noqa: E731
             if not await wait_until(decided, closes, f"vote closes {local_date(closes - timedelta(seconds=1))}"):
                 if not decided(True):
-                    # No quorum by the deadline: tell the chair, keep the case open until it is reached.
-                    title, body = notices.no_quorum(self._app.case_no, len(tally.votes), tally.quorum)
-                    await self._notify(panel.chair, "vote_no_quorum", title, body)
-                    await self._record("vote_no_quorum", SYSTEM, details={"votes": len(tally.votes), "quorum": tally.quorum})
+                    # Undecided at the deadline: tell the chair, keep the case open until it is decided.
+                    votes = {"votes": len(tally.votes), "quorum": tally.quorum}
+                    if tally.has_quorum:  # chair_decides, and the chair has not spoken
+                        title, body = notices.chair_awaited(self._app.case_no)
+                        await self._notify(panel.chair, "vote_chair_awaited", title, body)
+                        await self._record("vote_chair_awaited", SYSTEM, details=votes)
+                    else:
+                        title, body = notices.no_quorum(self._app.case_no, len(tally.votes), tally.quorum)
+                        await self._notify(panel.chair, "vote_no_quorum", title, body)
+                        await self._record("vote_no_quorum", SYSTEM, details=votes)
                     await workflow.wait_condition(lambda: decided(True))
             if self._stopping():
                 return None
             outcome = tally.outcome(closing=True)
+            tally.closed = True  # no vote slips in while the close is recorded
             minutes = {m: v.choice for m, v in tally.votes.items()}
             await self._record("vote_closed", SYSTEM, details={"outcome": outcome, "votes": minutes})
             if outcome == "defer":
@@ -529,7 +549,7 @@ class CaseWorkflow:
     def _waiting_on(self) -> list[str]:
         if self._stage == CaseStage.CONSULTING:
             return [c.department for c in self._consultations if c.state == OpinionState.PENDING]
-        if self._stage == CaseStage.AWAITING_REVIEW and self._reviewer:
+        if self._stage == CaseStage.AWAITING_REVIEW and self._reviewer and not self._review_taken():
             return [self._reviewer]
         if self._stage == CaseStage.IN_PANEL and self._tally:
             return self._tally.waiting_on()
@@ -641,7 +661,7 @@ class CaseWorkflow:
     @review.validator
     def _check_review(self, req: Review) -> None:
         self._require_stage("review", CaseStage.AWAITING_REVIEW)
-        if self._review is not None:
+        if self._review_taken():
             raise ApplicationError("a review decision for this case is already being applied", type="AlreadyDecided")
         if req.reviewer != self._reviewer:
             raise ApplicationError(
@@ -650,11 +670,16 @@ class CaseWorkflow:
                 type="NotReviewer",
             )
 
+    def _review_taken(self) -> bool:
+        # Between an approval and the panel opening, the stage still reads awaiting_review.
+        return self._review is not None or self._approved_by is not None
+
     @workflow.update(name="transfer")
     async def transfer(self, req: Transfer) -> CaseStatus:
         self._reviewer = req.to_reviewer
         await self._record("transferred", req.by, req.reason, details={"to": req.to_reviewer})
-        title, body = notices.review_requested(self._app.case_no, self._matter.name if self._matter else "", [])
+        against = [c.department for c in disagreements(self._consultations)]
+        title, body = notices.review_requested(self._app.case_no, self._matter.name if self._matter else "", against)
         await self._notify(req.to_reviewer, "review_requested", title, body)
         return self.status()
 
@@ -662,6 +687,8 @@ class CaseWorkflow:
     def _check_transfer(self, req: Transfer) -> None:
         self._require_stage("transfer", CaseStage.AWAITING_REVIEW)
         assert self._matter is not None
+        if self._review_taken():
+            raise ApplicationError("a review decision for this case is already being applied", type="AlreadyDecided")
         if req.by != self._reviewer:
             raise ApplicationError(f"only the assigned reviewer {self._reviewer} may transfer this case", type="NotReviewer")
         if req.to_reviewer not in self._matter.reviewers:
@@ -706,6 +733,10 @@ class CaseWorkflow:
         self._require_stage("vote", CaseStage.IN_PANEL)
         tally = self._tally
         assert tally is not None
+        if tally.closed:
+            raise ApplicationError(
+                f"voting on case {self._app.case_no} has closed; a new vote, if any, opens shortly", type="WrongStage"
+            )
         if req.member == tally.recused:
             raise ApplicationError(
                 f"{req.member} did the comprehensive review of this case and does not vote on it (recusal)",
@@ -721,7 +752,7 @@ class CaseWorkflow:
 
     @workflow.update(name="urge")
     async def urge(self, req: Urge) -> CaseStatus:
-        self._last_urge_day = local_date(workflow.now())
+        self._last_urge_day = self._working_day_of(workflow.now())
         holders = self._waiting_on()
         await self._record("urged", req.by, req.note, details={"holders": holders, "stage": self._stage.value})
         for holder in holders:
@@ -739,11 +770,20 @@ class CaseWorkflow:
             CaseStage.IN_PANEL,
             CaseStage.APPROVED_PENDING_MATERIALS,
         )
-        if self._last_urge_day == local_date(workflow.now()):
+        if self._last_urge_day == self._working_day_of(workflow.now()):
             raise ApplicationError(
-                f"case {self._app.case_no} was already urged on {self._last_urge_day}; one urge per working day",
+                f"case {self._app.case_no} was already urged this working day; one urge per working day",
                 type="TooSoon",
             )
+
+    def _working_day_of(self, instant: datetime) -> tuple[int, object]:
+        """Which working day `instant` belongs to (a weekend or holiday counts with the working day
+        before it), from the schedule already in history; past its end, the calendar date."""
+        assert self._clock is not None
+        days = self._clock.schedule.days
+        today = local_date(instant)
+        index = sum(1 for d in days if d <= today)
+        return (index, today if index == len(days) else None)
 
     @workflow.query(name="status")
     def status(self) -> CaseStatus:

@@ -80,6 +80,10 @@ def no_quorum(case_no: str, votes: int, quorum: int) -> tuple[str, str]:
     return "集体决策未达法定人数", f"办件 {case_no} 表决期满仅 {votes} 人表决（需 {quorum} 人），请主持人组织。"
 
 
+def chair_awaited(case_no: str) -> tuple[str, str]:
+    return "集体决策待主持人决定", f"办件 {case_no} 表决期满，表决人数已达法定人数，待主持人发表意见后决定。"
+
+
 def approved(case_no: str, matter_name: str) -> tuple[str, str]:
     return "准予许可决定", f"办件 {case_no}（{matter_name}）准予办理，办理结果已出具。"
 
