@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     catalog_file: Path = ROOT / "data" / "matters.toml"
     calendar_dir: Path = ROOT / "data" / "calendar"
     log_level: str = "INFO"
+    # Feedback (step 3): how long after its end a case may be rated, and how long a department
+    # has to rectify or explain a bad review (domain.md: 5 to 15 working days by locality).
+    rating_window_days: int = Field(default=5, ge=1)
+    rectify_days: int = Field(default=5, ge=5, le=15)
     # Worker tuning: bounded cache keeps memory flat however many cases are open.
     max_cached_workflows: int = Field(default=1000, ge=0)
     activity_threads: int = Field(default=16, ge=1)

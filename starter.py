@@ -13,6 +13,7 @@ approval (opinions, review, resubmit, transfer, vote, urge), show status.
     python starter.py transfer HALL1-0001 --by officer-li --to officer-wang --reason "..."
     python starter.py vote HALL1-0001 --member officer-zhao --choice approve|reject|defer [--opinion "..."]
     python starter.py urge HALL1-0001 --by hall-central [--note "..."]
+    python starter.py rate HALL1-0001 --score 1..5 [--channel window] [--comment "..."]
     python starter.py status HALL1-0001
     python starter.py setup                      # register search attributes (idempotent)
     python starter.py schema [--out docs/schemas]
@@ -37,6 +38,7 @@ from temporalio.service import RPCError
 from activities.catalog import CatalogError, load_catalog
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
+from contract.rating import Rate
 from contract.case import (
     Applicant,
     CaseApplication,
@@ -234,6 +236,12 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--by", required=True)
     s.add_argument("--note", default="")
 
+    s = sub.add_parser("rate", help="the applicant rates an ended case (好差评): 5 very satisfied … 1")
+    s.add_argument("case_no")
+    s.add_argument("--score", required=True, type=int, choices=range(1, 6))
+    s.add_argument("--channel", default="window", choices=["window", "app", "web", "sms", "hotline", "kiosk"])
+    s.add_argument("--comment", default="")
+
     s = sub.add_parser("status", help="where a case stands")
     s.add_argument("case_no")
 
@@ -309,6 +317,7 @@ ROUTE_UPDATES = {
     "transfer": (CaseWorkflow.transfer, lambda a: Transfer(by=a.by, to_reviewer=a.to, reason=a.reason)),
     "vote": (CaseWorkflow.vote, lambda a: Vote(member=a.member, choice=a.choice, opinion=a.opinion)),
     "urge": (CaseWorkflow.urge, lambda a: Urge(by=a.by, note=a.note)),
+    "rate": (CaseWorkflow.rate, lambda a: Rate(score=a.score, comment=a.comment, channel=a.channel)),
 }
 
 

@@ -11,8 +11,10 @@ from temporalio.worker import Worker
 from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities, load_catalog
 from activities.db import create_tables, make_engine
+from activities.feedback import FeedbackActivities
 from activities.notify import LogChannel
 from activities.store import Store
+from contract.rating import FeedbackPolicy
 from logs import configure_logging
 from settings import Settings, connect, get_settings
 from workflows.case import CaseWorkflow
@@ -21,8 +23,13 @@ WORKFLOWS = [CaseWorkflow]
 log = structlog.get_logger()
 
 
-def hallflow_activities(store: Store, calendar: CalendarActivities, catalog: CatalogActivities) -> list:
+def hallflow_activities(
+    store: Store, calendar: CalendarActivities, catalog: CatalogActivities, feedback: FeedbackActivities | None = None
+) -> list:
+    feedback = feedback or FeedbackActivities(FeedbackPolicy(rating_window_days=5, rectify_days=5))
     return [
+        feedback.feedback_policy,
+        store.record_rating,
         catalog.get_matter,
         calendar.working_days_after,
         calendar.working_days_between,
@@ -43,6 +50,9 @@ def build_activities(settings: Settings) -> list:
         Store(engine, LogChannel()),
         CalendarActivities(Calendar.load(settings.calendar_dir), settings.calendar_dir),
         CatalogActivities(load_catalog(settings.catalog_file)),
+        FeedbackActivities(
+            FeedbackPolicy(rating_window_days=settings.rating_window_days, rectify_days=settings.rectify_days)
+        ),
     )
 
 

@@ -130,6 +130,25 @@ class BrokenCommitmentRow(SQLModel, table=True):
     at: datetime = Field(sa_type=UtcDateTime)
 
 
+class RatingRow(SQLModel, table=True):
+    """好差评: one rating per case. No rater identity: the case number is the only link, and the
+    satisfaction watch (step 4) and reports count these rows by department and matter."""
+
+    __tablename__ = "ratings"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)
+    case_no: str = Field(unique=True)
+    matter_code: str = Field(index=True)
+    department: str = Field(index=True)
+    hall: str
+    score: int
+    bad: bool
+    comment: str = Field(default="", sa_type=Text)
+    channel: str
+    at: datetime = Field(sa_type=UtcDateTime)
+
+
 def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> Engine:
     """An engine for `url`: a SQLite file (its folder is created) or PostgreSQL."""
     parsed = make_url(url)

@@ -16,9 +16,10 @@ from sqlmodel import Session, SQLModel, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.db import ApplicantRow, AuditRow, BrokenCommitmentRow, CaseRow, OutboxRow
+from activities.db import ApplicantRow, AuditRow, BrokenCommitmentRow, CaseRow, OutboxRow, RatingRow
 from activities.notify import Channel, LogChannel
 from contract.case import CaseRegistration, CaseStage
+from contract.rating import Rating, RatingRecord
 from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
 
 log = structlog.get_logger()
@@ -39,7 +40,7 @@ def _assign(row: SQLModel, values: dict[str, Any]) -> bool:
     return changed
 
 
-def _key_exists(session: Session, model: type[AuditRow | OutboxRow | BrokenCommitmentRow], key: str) -> bool:
+def _key_exists(session: Session, model: type[AuditRow | OutboxRow | BrokenCommitmentRow | RatingRow], key: str) -> bool:
     return session.exec(select(model.id).where(model.key == key)).first() is not None
 
 
@@ -176,7 +177,23 @@ class Store:
             )
         return written
 
+    @activity.defn(name="record_rating")
+    def record_rating(self, record: RatingRecord) -> bool:
+        """Store a case's rating; False if already stored (by key, or the case already rated)."""
+        row = RatingRow(key=record.key, bad=record.rating.bad, **record.rating.model_dump())
+        written = self._insert_once(row)
+        if written:
+            log.info("rating_recorded", case_no=record.rating.case_no, score=record.rating.score, key=record.key)
+        return written
+
     # --- reads (starter.py, tests) ----------------------------------------------------------
+
+    def ratings(self, department: str | None = None) -> list[Rating]:
+        with Session(self.engine) as session:
+            query = select(RatingRow).order_by(RatingRow.at)  # type: ignore[arg-type]
+            if department:
+                query = query.where(RatingRow.department == department)
+            return [Rating.model_validate(r, from_attributes=True) for r in session.exec(query)]
 
     def audit_trail(self, subject_type: str, subject_id: str) -> list[AuditEntry]:
         """The subject's audit entries, oldest first."""
@@ -218,7 +235,7 @@ class Store:
         details = entry.model_dump(mode="json")["details"]
         return AuditRow(**entry.model_dump(exclude={"details"}), details=details, recorded_at=recorded_at)
 
-    def _insert_once(self, row: AuditRow | OutboxRow | BrokenCommitmentRow) -> bool:
+    def _insert_once(self, row: AuditRow | OutboxRow | BrokenCommitmentRow | RatingRow) -> bool:
         """Insert the row unless one with its key exists; False when it already did."""
 
         def write(session: Session) -> bool:

@@ -141,6 +141,8 @@ class CaseStatus(BaseModel):
     warning: str | None = Field(default=None, description="yellow at 80% of the promised limit, red when overdue")
     waiting_on: list[str] = Field(default_factory=list, description="who the case waits on now")
     decision: Decision | None = None
+    rating_open_until: datetime | None = Field(default=None, description="the applicant may rate until then")
+    rating: int | None = Field(default=None, description="the applicant's score, 5 very satisfied … 1")
     last_events: list[Event] = Field(default_factory=list)
 
 
@@ -157,6 +159,7 @@ class CaseOutcome(BaseModel):
     working_days_used: int | None = None
     promised_days: int | None = None
     statutory_days: int | None = None
+    rating: int | None = Field(default=None, description="the applicant's score, if rated within the window")
 
 
 class CaseRegistration(BaseModel):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
+from contract.rating import Rate
 from contract.case import CaseApplication, CaseOutcome, CaseStatus, SupplementMaterials, SupplementResult, Withdraw
 
 # name -> model; names are "<Workflow>.<message>.<input|result>" as integrators meet them.
@@ -24,6 +25,7 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "CaseWorkflow.resubmit.input": Resubmit,
     "CaseWorkflow.vote.input": Vote,
     "CaseWorkflow.urge.input": Urge,
+    "CaseWorkflow.rate.input": Rate,
     # department_opinion, review, transfer, resubmit, vote and urge answer with the case status.
     "CaseWorkflow.status.result": CaseStatus,
 }

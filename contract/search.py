@@ -16,7 +16,25 @@ CASE_OVERDUE = SearchAttributeKey.for_bool("CaseOverdue")
 RISK_LEVEL = SearchAttributeKey.for_keyword("RiskLevel")
 MATERIALS_PENDING = SearchAttributeKey.for_bool("MaterialsPending")
 
-ALL = [CASE_STAGE, MATTER_CODE, DEPARTMENT, HALL, CASE_DUE_AT, CASE_OVERDUE, RISK_LEVEL, MATERIALS_PENDING]
+# Step 3: feedback loops (RectificationWorkflow, SuggestionWorkflow): where the loop stands, when
+# its current step is due, and whether that step is overdue (escalated, still open).
+FEEDBACK_STAGE = SearchAttributeKey.for_keyword("FeedbackStage")
+STEP_DUE_AT = SearchAttributeKey.for_datetime("StepDueAt")
+STEP_OVERDUE = SearchAttributeKey.for_bool("StepOverdue")
+
+ALL = [
+    CASE_STAGE,
+    MATTER_CODE,
+    DEPARTMENT,
+    HALL,
+    CASE_DUE_AT,
+    CASE_OVERDUE,
+    RISK_LEVEL,
+    MATERIALS_PENDING,
+    FEEDBACK_STAGE,
+    STEP_DUE_AT,
+    STEP_OVERDUE,
+]
 
 
 async def ensure_search_attributes(client) -> list[str]:

@@ -100,7 +100,8 @@ async def test_automatic_matter_with_complete_materials_is_approved_by_rule_at_o
     assert (outcome.working_days_used, outcome.promised_days, outcome.statutory_days) == (0, 1, 3)
 
     # Nobody reviewed it: straight from acceptance to the result.
-    assert _actions(sqlite_store, app.case_no) == ["received", "accepted", "approved"]
+    # (then the rating window, left unused here, closes)
+    assert _actions(sqlite_store, app.case_no) == ["received", "accepted", "approved", "rating_window_closed"]
     approved = _audit(sqlite_store, app.case_no, "approved")[0]
     assert approved.actor == "rule:complete-materials"
     assert approved.details["decided_by"] == "rule:complete-materials"
@@ -309,7 +310,7 @@ async def test_reject_needs_reasons_and_the_applicant_is_told_them(env, hall_wor
     assert _notices(sqlite_store, app.case_no, "result_issued") == []
     (entry,) = _audit(sqlite_store, app.case_no, "rejected")
     assert entry.actor == "officer-huang" and entry.reason == reasons
-    assert _actions(sqlite_store, app.case_no)[-2:] == ["reviewed", "rejected"]
+    assert _actions(sqlite_store, app.case_no)[-3:] == ["reviewed", "rejected", "rating_window_closed"]
     assert desc.typed_search_attributes.get(search.CASE_STAGE) == "rejected"
 
 

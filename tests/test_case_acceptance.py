@@ -23,7 +23,7 @@ async def test_complete_case_is_accepted_and_waits_for_review(env, hall_worker, 
     assert status.department == "market-regulation"
     # Accepted Tuesday; 1 working day ends Wednesday 24:00 Asia/Shanghai.
     assert status.promised_due_at == datetime(2099, 9, 30, 16, tzinfo=timezone.utc)
-    assert status.calendar_version == "test-2099.1"
+    assert status.calendar_version == "test-2099.1+test-2100.1"
     assert status.missing_materials == []
     actions = [e.action for e in sqlite_store.audit_trail("case", app.case_no)]
     assert actions == ["received", "accepted", "review_requested"]
@@ -46,8 +46,9 @@ async def test_missing_core_material_is_refused_with_one_notice_listing_everythi
     assert outcome.stage == CaseStage.NOT_ACCEPTED
     assert outcome.missing_materials == ["articles-of-association", "residence-proof"]
     names = matter.material_names(outcome.missing_materials)
+    # One notice of refusal (the other invites a rating of the service).
     notices = sqlite_store.notices(app.case_no)
-    assert len(notices) == 1 and notices[0].kind == "not_accepted"
+    assert [n.kind for n in notices] == ["not_accepted", "rating_invited"]
     assert all(name in notices[0].body for name in names)
     assert notices[0].recipient == f"applicant:{app.applicant.applicant_id}"
     assert sqlite_store.case_row(app.case_no)["stage"] == "not_accepted"
@@ -60,7 +61,7 @@ async def test_unknown_matter_is_not_accepted_and_the_workflow_completes(env, ha
 
     assert outcome.stage == CaseStage.NOT_ACCEPTED
     assert "no-such-matter" in outcome.reason
-    assert [n.kind for n in sqlite_store.notices(app.case_no)] == ["not_accepted"]
+    assert [n.kind for n in sqlite_store.notices(app.case_no)] == ["not_accepted", "rating_invited"]
 
 
 async def test_deferral_needs_a_signed_commitment(env, hall_worker, catalog):
@@ -86,8 +87,8 @@ async def test_applicant_withdraws_before_a_decision(env, hall_worker, catalog, 
             await handle.execute_update(CaseWorkflow.withdraw, Withdraw(reason="again", requested_by="applicant"))
 
     trail = sqlite_store.audit_trail("case", app.case_no)
-    assert trail[-1].action == "withdrawn" and trail[-1].reason == "changed plans"
-    assert trail[-1].actor == "applicant"
+    assert [e.action for e in trail[-2:]] == ["withdrawn", "rating_window_closed"]
+    assert trail[-2].reason == "changed plans" and trail[-2].actor == "applicant"
 
 
 async def test_personal_details_stay_out_of_search_attributes_and_audit(env, hall_worker, catalog, sqlite_store):

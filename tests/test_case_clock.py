@@ -192,6 +192,7 @@ async def test_return_pauses_the_clock_and_resubmission_moves_both_due_dates_by_
         "review_requested",
         "reviewed",
         "approved",
+        "rating_window_closed",
     ]
 
     # Decided the day the corrections came in: two working days used of ten.

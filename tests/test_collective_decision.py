@@ -162,7 +162,7 @@ async def test_majority_of_the_panel_approves_and_the_result_is_issued(env, hall
     approved = _audit(sqlite_store, app.case_no, "approved")[0]
     assert approved.actor == "panel" and approved.details["decided_by"] == "panel"
     assert approved.details["on_time"] is True
-    assert _actions(sqlite_store, app.case_no)[-4:] == ["voted", "voted", "vote_closed", "approved"]
+    assert _actions(sqlite_store, app.case_no)[-5:] == ["voted", "voted", "vote_closed", "approved", "rating_window_closed"]
     assert [n.recipient for n in issued] == [f"applicant:{app.applicant.applicant_id}"]
     assert desc.typed_search_attributes.get(search.CASE_STAGE) == "approved"
 

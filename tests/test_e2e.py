@@ -120,7 +120,7 @@ def test_hall_takes_a_deferred_case_through_review_and_panel_to_its_result(hall)
     assert actions[:4] == ["received", "accepted_with_deferral", "review_requested", "reviewed"]
     assert actions[-2:] == ["materials_complete", "approved"] and actions.count("voted") == 2
     kinds = [n.kind for n in hall.store.notices(case_no)]
-    assert kinds[0] == "deferral_accepted" and kinds[-1] == "result_issued"
+    assert kinds[0] == "deferral_accepted" and kinds[-2:] == ["result_issued", "rating_invited"]
     assert "李四" not in started.stderr + started.stdout  # personal data stays out of logs
 
 
@@ -199,5 +199,5 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
     assert "complete" in outputs["supplement_materials"]
     assert "case-CLI-0001" in outputs["list"]
     assert "officer-wang" in outputs["transfer"]
-    assert "approved" in outputs["result"]
+    assert "stage:approved" in outputs["rate"] and "rating:5" in outputs["rate"]
     assert "withdrawn" in outputs["withdraw"]

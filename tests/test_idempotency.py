@@ -108,9 +108,10 @@ async def test_retried_activities_record_each_step_and_send_each_notice_once(env
     assert store.lost == {e.key: 1 for e in trail} | {n.key: 2 for n in outbox}
     assert sorted(gateway.refused) == sorted(n.key for n in outbox)
 
-    assert [e.action for e in trail] == ["received", "accepted", "review_requested", "withdrawn"]
+    # (awaiting the result runs the clock through the unused rating window)
+    assert [e.action for e in trail] == ["received", "accepted", "review_requested", "withdrawn", "rating_window_closed"]
     assert all(count == 1 for count in Counter(e.key for e in trail).values())
-    assert [n.kind for n in outbox] == ["accepted", "review_requested", "case_withdrawn"]
+    assert [n.kind for n in outbox] == ["accepted", "review_requested", "case_withdrawn", "rating_invited"]
     assert all(count == 1 for count in Counter(n.key for n in outbox).values())
     # Delivered exactly once each: not lost with the failed send, not resent by the retry.
     assert sorted(n.key for n in gateway.delivered) == sorted(n.key for n in outbox)

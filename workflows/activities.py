@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, WorkingDaysRequest
 from contract.case import CaseRegistration
 from contract.matter import Matter
+from contract.rating import FeedbackPolicy, RatingRecord
 from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
 
 # Store and notifications retry without limit: a database outage delays a case, never loses a step.
@@ -67,4 +68,16 @@ async def has_broken_commitment(applicant_id: str) -> bool:
 async def record_broken_commitment(record: BrokenCommitment) -> None:
     await workflow.execute_activity(
         "record_broken_commitment", record, result_type=bool, summary="record broken commitment", **_STORE
+    )
+
+
+async def feedback_policy() -> FeedbackPolicy:
+    return await workflow.execute_activity(
+        "feedback_policy", result_type=FeedbackPolicy, summary="feedback settings", **_LOOKUP
+    )
+
+
+async def record_rating(record: RatingRecord) -> None:
+    await workflow.execute_activity(
+        "record_rating", record, result_type=bool, summary=f"rating: {record.rating.score}", **_STORE
     )

@@ -20,6 +20,7 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
@@ -50,6 +51,7 @@ with workflow.unsafe.imports_passed_through():
         Withdraw,
     )
     from contract.matter import Matter
+    from contract.rating import Rate, Rating, RatingRecord, RectificationOrder
     from contract.records import AuditEntry, BrokenCommitment, CaseEvent, CaseSnapshot, Notice
     from workflows import activities as act
     from workflows import notices
@@ -61,6 +63,8 @@ LAST_EVENTS = 10
 # Cases started before this patch wait in awaiting_review after their deferred materials.
 APPROVAL_PATCH = "two-tier-approval"
 AUTOMATIC_RULE = "rule:complete-materials"
+# Cases started before this patch complete at their end; since, they stay open for a rating (好差评).
+RATING_PATCH = "rating-window"
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -95,12 +99,17 @@ class CaseWorkflow:
         self._warning: str | None = None
         self._decision: Decision | None = None
         self._last_urge_day = None
+        # Step 3: the rating window after the end.
+        self._rating_window = False
+        self._rating_open_until: datetime | None = None
+        self._rating: Rating | None = None
 
     # ---- the procedure -------------------------------------------------------------------
 
     @workflow.run
     async def run(self, app: CaseApplication) -> CaseOutcome:
         self._v2 = workflow.patched(APPROVAL_PATCH)
+        self._rating_window = workflow.patched(RATING_PATCH)
         workflow.set_current_details(self._details_line())
         workflow.upsert_search_attributes(
             [
@@ -137,9 +146,57 @@ class CaseWorkflow:
             await self._decide(matter)
         else:
             await self._wait_for_review_before_step_2(matter)
+        await self._collect_rating()
         await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._outcome is not None
         return self._outcome
+
+    async def _collect_rating(self) -> None:
+        """好差评: once the case has ended, the applicant may rate it within the window."""
+        if not self._rating_window:
+            return
+        policy = await act.feedback_policy()
+        days = await act.working_days_after(
+            WorkingDaysRequest(start=workflow.now(), days=policy.rating_window_days),
+            summary=f"rating window: {policy.rating_window_days} working days",
+        )
+        self._rating_open_until = days.due_at
+        workflow.set_current_details(self._details_line())
+        title, body = notices.rating_invited(self._app.case_no, self._rating_open_until)
+        await self._notify_applicant("rating_invited", title, body)
+        day = local_date(days.due_at - timedelta(seconds=1))
+        if await wait_until(lambda: self._rating is not None, days.due_at, f"rating window closes {day}"):
+            rating = self._rating
+            assert rating is not None and self._outcome is not None
+            self._outcome.rating = rating.score
+            if rating.bad:
+                await self._start_rectification(rating, policy.verify_days, policy.rectify_days)
+        else:
+            await self._record("rating_window_closed", SYSTEM, details={"rated": False})
+        self._rating_open_until = None
+        workflow.set_current_details(self._details_line())
+
+    async def _start_rectification(self, rating: Rating, verify_days: int, rectify_days: int) -> None:
+        """A bad review (差评) goes to the department that handled the case; it outlives the case."""
+        order = RectificationOrder(
+            case_no=self._app.case_no,
+            matter_code=self._app.matter_code,
+            department=rating.department,
+            hall=self._app.hall,
+            rating=rating,
+            applicant_id=self._app.applicant.applicant_id,
+            verify_days=verify_days,
+            rectify_days=rectify_days,
+        )
+        workflow_id = f"rectification-{self._app.case_no}"
+        await workflow.start_child_workflow(
+            "RectificationWorkflow",
+            order,
+            id=workflow_id,
+            parent_close_policy=ParentClosePolicy.ABANDON,
+            static_summary=f"bad review of case {self._app.case_no} · {rating.department}",
+        )
+        await self._record("rectification_started", SYSTEM, details={"workflow_id": workflow_id})
 
     async def _wait_for_review_before_step_2(self, matter: Matter) -> None:
         """How cases started before the approval route behave: kept for their replay."""
@@ -264,6 +321,7 @@ class CaseWorkflow:
         names = self._matter.material_names(missing) if self._matter else []
         title, body = notices.not_accepted(self._app.case_no, names, reasons)
         await self._notify_applicant("not_accepted", title, body)
+        await self._collect_rating()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._outcome
 
@@ -785,6 +843,34 @@ class CaseWorkflow:
         index = sum(1 for d in days if d <= today)
         return (index, today if index == len(days) else None)
 
+    @workflow.update(name="rate")
+    async def rate(self, req: Rate) -> CaseStatus:
+        self._rating = Rating(
+            case_no=self._app.case_no,
+            matter_code=self._app.matter_code,
+            department=self._matter.lead_department if self._matter else "hall:" + self._app.hall,
+            hall=self._app.hall,
+            score=req.score,
+            comment=req.comment,
+            channel=req.channel,
+            at=workflow.now(),
+        )
+        await act.record_rating(RatingRecord(key=self._key(), rating=self._rating))
+        # The comment stays in the ratings table: audit details hold codes and counts only.
+        await self._record("rated", "applicant", details={"score": req.score, "bad": req.bad, "channel": req.channel})
+        return self.status()
+
+    @rate.validator
+    def _check_rate(self, req: Rate) -> None:
+        if self._rating is not None:
+            raise ApplicationError(f"case {self._app.case_no} has already been rated; one rating per case", type="AlreadyRated")
+        if not self._rating_window or not self._stage.is_final:
+            raise ApplicationError(
+                f"case {self._app.case_no} is {self._stage.value}: it can be rated once it has ended", type="WrongStage"
+            )
+        if self._rating_open_until is None or workflow.now() >= self._rating_open_until:
+            raise ApplicationError(f"the rating window of case {self._app.case_no} is not open", type="RatingClosed")
+
     @workflow.query(name="status")
     def status(self) -> CaseStatus:
         used = left = None
@@ -814,6 +900,8 @@ class CaseWorkflow:
             warning=self._warning,
             waiting_on=self._waiting_on(),
             decision=self._decision,
+            rating_open_until=self._rating_open_until,
+            rating=self._rating.score if self._rating else None,
             last_events=self._events[-LAST_EVENTS:],
         )
 
@@ -895,6 +983,8 @@ class CaseWorkflow:
             parts.append(f"{len(self._deferred)} deferred material(s) due {local_date(self._deferral_due - timedelta(seconds=1))}")
         if self._days is not None and not self._stage.is_final:
             parts.append(f"promised by {local_date(self.promised_due - timedelta(seconds=1))}")
+        if self._rating_open_until is not None:
+            parts.append(f"rating open until {local_date(self._rating_open_until - timedelta(seconds=1))}")
         return " · ".join(parts)
 
     async def _notify_applicant(self, kind: str, title: str, body: str) -> None:

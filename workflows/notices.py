@@ -100,3 +100,7 @@ def deadline(case_no: str, level: str, due: datetime) -> tuple[str, str]:
 
 def urged(case_no: str, stage: str, note: str) -> tuple[str, str]:
     return "催办", f"办件 {case_no}（{stage}）被催办。{note}".strip()
+
+
+def rating_invited(case_no: str, until: datetime) -> tuple[str, str]:
+    return "请您评价", f"办件 {case_no} 已办结。欢迎在 {_day(until)} 前对本次服务作出评价（好差评）。"
