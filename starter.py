@@ -160,6 +160,36 @@ async def status(client: Client, case_no: str) -> CaseStatus:
         raise Refused(f"case {case_no}: {err.message}") from None
 
 
+FEEDBACK_TYPES = ("RectificationWorkflow", "SuggestionWorkflow")
+
+
+def open_feedback_query(department: str, overdue_only: bool) -> str:
+    """Visibility query for a department's open feedback work (bad reviews, suggestions)."""
+    if not department.replace("-", "").replace("_", "").isalnum():
+        raise Refused(f"invalid department code {department!r}", 2)
+    types = ", ".join(f'"{t}"' for t in FEEDBACK_TYPES)
+    query = f'Department = "{department}" AND ExecutionStatus = "Running" AND WorkflowType IN ({types})'
+    return query + (" AND StepOverdue = true" if overdue_only else "")
+
+
+async def open_feedback(client: Client, department: str, overdue_only: bool) -> list[dict]:
+    """What is open (and overdue) for a department, soonest due first, from search attributes."""
+    rows = []
+    async for wf in client.list_workflows(open_feedback_query(department, overdue_only)):
+        attrs = wf.typed_search_attributes
+        due = attrs.get(search.STEP_DUE_AT)
+        rows.append(
+            {
+                "workflow_id": wf.id,
+                "type": wf.workflow_type,
+                "stage": attrs.get(search.FEEDBACK_STAGE),
+                "due_at": due.isoformat() if due else None,
+                "overdue": bool(attrs.get(search.STEP_OVERDUE)),
+            }
+        )
+    return sorted(rows, key=lambda r: r["due_at"] or "9999")
+
+
 def write_schemas(out: Path) -> list[Path]:
     """The integration contract's JSON Schemas, generated from the pydantic models."""
     from contract import schemas
@@ -242,6 +272,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", default="window", choices=["window", "app", "web", "sms", "hotline", "kiosk"])
     s.add_argument("--comment", default="")
 
+    s = sub.add_parser("open", help="a department's open bad-review rectifications and suggestions, soonest due first")
+    s.add_argument("--department", required=True)
+    s.add_argument("--overdue", action="store_true", help="only those past their step's deadline")
+
     s = sub.add_parser("status", help="where a case stands")
     s.add_argument("case_no")
 
@@ -296,6 +330,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         _print(outcome)
     elif args.command in ROUTE_UPDATES:
         _print(await _update(client, args.case_no, update, req))
+    elif args.command == "open":
+        rows = await open_feedback(client, args.department, args.overdue)
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
     elif args.command == "status":
         _print(await status(client, args.case_no))
 

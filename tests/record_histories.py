@@ -25,6 +25,7 @@ from activities.db import create_tables, make_engine
 from activities.store import Store
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Vote
+from contract.rating import Rate
 from contract.case import Applicant, CaseApplication, CaseStage, SupplementMaterials, Withdraw
 from contract.converter import data_converter
 from contract.matter import Matter
@@ -147,6 +148,17 @@ async def automatic_approval(client: Client, task_queue: str, catalog: Catalog) 
     return await start_case(client, _case("automatic_approval", catalog["housing-fund-withdrawal"]), task_queue)
 
 
+# ---- since the rating-window patch: 好差评 -----------------------------------------------------
+
+
+async def automatic_rated_bad(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    handle = await start_case(client, _case("automatic_rated_bad", catalog["housing-fund-withdrawal"]), task_queue)
+    while (await handle.query(CaseWorkflow.status)).rating_open_until is None:
+        await asyncio.sleep(0.02)
+    await handle.execute_update(CaseWorkflow.rate, Rate(score=1, comment="system was down", channel="app"))
+    return handle
+
+
 # name -> (when the case starts, how it runs); the file is tests/histories/<name>.json.
 # The first four were recorded before the two-tier-approval patch and replay its old path;
 # recording them again now would record the new path instead (tests/histories/README.md).
@@ -159,6 +171,7 @@ SCENARIOS: dict[str, tuple[datetime, Scenario]] = {
     "panel_approved_after_deferral": (TEST_EPOCH, panel_approved_after_deferral),
     "consulted_returned_rejected": (TEST_EPOCH, consulted_returned_rejected),
     "automatic_approval": (TEST_EPOCH, automatic_approval),
+    "automatic_rated_bad": (TEST_EPOCH, automatic_rated_bad),
 }
 
 
