@@ -18,8 +18,9 @@ from contract.rating import FeedbackPolicy
 from logs import configure_logging
 from settings import Settings, connect, get_settings
 from workflows.case import CaseWorkflow
+from workflows.rectification import RectificationWorkflow
 
-WORKFLOWS = [CaseWorkflow]
+WORKFLOWS = [CaseWorkflow, RectificationWorkflow]
 log = structlog.get_logger()
 
 

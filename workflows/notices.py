@@ -104,3 +104,25 @@ def urged(case_no: str, stage: str, note: str) -> tuple[str, str]:
 
 def rating_invited(case_no: str, until: datetime) -> tuple[str, str]:
     return "请您评价", f"办件 {case_no} 已办结。欢迎在 {_day(until)} 前对本次服务作出评价（好差评）。"
+
+
+# ---- feedback loops (step 3) ----------------------------------------------------------------
+
+
+def bad_review(case_no: str, score: int, verify_due: datetime, rectify_due: datetime) -> tuple[str, str]:
+    return "差评待整改", (
+        f"办件 {case_no} 收到差评（{score} 分）。请于 {_day(verify_due)} 前回访核实，"
+        f"于 {_day(rectify_due)} 前整改或解释说明并答复申请人。"
+    )
+
+
+def bad_review_answered(case_no: str, reply: str) -> tuple[str, str]:
+    return "差评整改答复", f"您对办件 {case_no} 的评价已收到并处理：{reply}"
+
+
+def feedback_reminder(subject: str, step: str, due: datetime) -> tuple[str, str]:
+    return "办理提醒", f"{subject}：{step} 须于 {_day(due)} 前完成。"
+
+
+def feedback_overdue(subject: str, step: str, due: datetime) -> tuple[str, str]:
+    return "逾期督办", f"{subject}：{step} 已超过期限（{_day(due)}），请督促办理。"

@@ -1,0 +1,192 @@
+"""RectificationWorkflow: every bad review (差评) verified, rectified or explained, and answered.
+
+Started by CaseWorkflow for a rating of 1 or 2, id `rectification-<case_no>`, owned by the department
+that handled the case. Steps (domain.md, Feedback):
+1. verify by calling back within `verify_days` working days (Update `verify`);
+2. found malicious: set aside only with a reason and a second officer's confirmation
+   (Update `confirm_set_aside`), within the rectification deadline;
+3. otherwise rectify or explain and answer the applicant within `rectify_days` working days of the
+   review (Update `rectify`).
+Each step is reminded the day before and escalated to the department head when missed, and stays
+open until done: nothing closes silently (the target is 100% rectification).
+"""
+
+from datetime import datetime
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from contract import search
+    from contract.rating import (
+        ConfirmSetAside,
+        RectificationOrder,
+        RectificationStage,
+        RectificationStatus,
+        Rectify,
+        Verify,
+    )
+    from workflows import notices
+    from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
+
+LAST_EVENTS = 10
+
+
+@workflow.defn(name="RectificationWorkflow")
+class RectificationWorkflow:
+    @workflow.init
+    def __init__(self, order: RectificationOrder) -> None:
+        self._order = order
+        self._stage = RectificationStage.VERIFYING
+        self._trail = Trail("rectification", order.case_no)
+        self._due: datetime | None = None
+        self._rectify_due: datetime | None = None
+        self._overdue = False
+        self._verify: Verify | None = None
+        self._confirm: ConfirmSetAside | None = None
+        self._rectify: Rectify | None = None
+
+    @workflow.run
+    async def run(self, order: RectificationOrder) -> RectificationStatus:
+        workflow.upsert_search_attributes(
+            [
+                search.FEEDBACK_STAGE.value_set(self._stage),
+                search.DEPARTMENT.value_set(order.department),
+                search.MATTER_CODE.value_set(order.matter_code),
+                search.HALL.value_set(order.hall),
+            ]
+        )
+        start = workflow.now()
+        self._rectify_due = await deadline(start, order.rectify_days, "rectification deadline")
+        await self._enter(RectificationStage.VERIFYING, await deadline(start, order.verify_days, "call-back deadline"))
+        # The comment may say anything: it stays in the ratings table, not in the audit trail.
+        await self._trail.record(
+            "opened",
+            SYSTEM,
+            details={"score": order.rating.score, "channel": order.rating.channel, "rectify_due_at": self._rectify_due.isoformat()},
+        )
+        title, body = notices.bad_review(order.case_no, order.rating.score, self._due_or_raise(), self._rectify_due)
+        await self._trail.notify(order.department, "bad_review", title, body)
+
+        await self._step("call-back", lambda: self._verify is not None)
+        assert self._verify is not None
+        if self._verify.malicious:
+            await self._enter(RectificationStage.AWAITING_CONFIRMATION, self._rectify_due)
+            await self._step("set-aside confirmation", lambda: self._confirm is not None)
+            await self._enter(RectificationStage.SET_ASIDE, None)
+            assert self._confirm is not None
+            await self._trail.record("set_aside", self._confirm.officer, self._confirm.reason)
+        else:
+            await self._enter(RectificationStage.RECTIFYING, self._rectify_due)
+            await self._step("rectification", lambda: self._rectify is not None)
+            assert self._rectify is not None
+            await self._enter(RectificationStage.RECTIFIED, None)
+            await self._trail.record("rectified", self._rectify.officer, self._rectify.action)
+            title, body = notices.bad_review_answered(order.case_no, self._rectify.reply)
+            await self._trail.notify(f"applicant:{order.applicant_id}", "rating_answered", title, body)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.status()
+
+    async def _step(self, what: str, done) -> None:
+        async def remind() -> None:
+            title, body = notices.feedback_reminder(f"差评 {self._order.case_no}", what, self._due_or_raise())
+            await self._trail.notify(self._order.department, "rectification_reminder", title, body)
+            await self._trail.record("reminded", SYSTEM, details={"step": what, "due_at": self._due_or_raise().isoformat()})
+
+        async def escalate() -> None:
+            self._overdue = True
+            workflow.upsert_search_attributes(overdue_flags(True, None))
+            workflow.set_current_details(self._details_line())
+            title, body = notices.feedback_overdue(f"差评 {self._order.case_no}", what, self._due_or_raise())
+            await self._trail.notify(f"head:{self._order.department}", "rectification_overdue", title, body)
+            await self._trail.record("step_overdue", SYSTEM, details={"step": what, "due_at": self._due_or_raise().isoformat()})
+
+        await chase(what, self._due_or_raise, done, remind, escalate)
+
+    async def _enter(self, stage: RectificationStage, due: datetime | None) -> None:
+        self._stage, self._due, self._overdue = stage, due, False
+        workflow.upsert_search_attributes([search.FEEDBACK_STAGE.value_set(stage), *overdue_flags(False, due)])
+        workflow.set_current_details(self._details_line())
+
+    def _due_or_raise(self) -> datetime:
+        assert self._due is not None
+        return self._due
+
+    # ---- messages from the department ------------------------------------------------------------
+
+    @workflow.update(name="verify")
+    async def verify(self, req: Verify) -> RectificationStatus:
+        self._verify = req
+        action = "found_malicious" if req.malicious else "verified"
+        await self._trail.record(action, req.officer, req.finding, details={"malicious": req.malicious})
+        return self.status()
+
+    @verify.validator
+    def _check_verify(self, req: Verify) -> None:
+        if self._verify is not None:
+            raise ApplicationError(
+                f"the bad review of case {self._order.case_no} was already verified by {self._verify.officer}",
+                type="AlreadyVerified",
+            )
+        self._require(RectificationStage.VERIFYING, "verify")
+
+    @workflow.update(name="confirm_set_aside")
+    async def confirm_set_aside(self, req: ConfirmSetAside) -> RectificationStatus:
+        self._confirm = req
+        await self._trail.record("set_aside_confirmed", req.officer, req.reason)
+        return self.status()
+
+    @confirm_set_aside.validator
+    def _check_confirm(self, req: ConfirmSetAside) -> None:
+        self._require(RectificationStage.AWAITING_CONFIRMATION, "confirm_set_aside")
+        if self._confirm is not None:
+            raise ApplicationError("the set-aside is already confirmed", type="AlreadyConfirmed")
+        assert self._verify is not None
+        if req.officer == self._verify.officer:
+            raise ApplicationError(
+                f"{req.officer} found the review malicious; a second officer must confirm the set-aside",
+                type="SameOfficer",
+            )
+
+    @workflow.update(name="rectify")
+    async def rectify(self, req: Rectify) -> RectificationStatus:
+        self._rectify = req
+        return self.status()
+
+    @rectify.validator
+    def _check_rectify(self, req: Rectify) -> None:
+        self._require(RectificationStage.RECTIFYING, "rectify")
+        if self._rectify is not None:
+            raise ApplicationError("the rectification is already being recorded", type="AlreadyRectified")
+
+    def _require(self, stage: RectificationStage, update: str) -> None:
+        if self._stage != stage:
+            raise ApplicationError(
+                f"the rectification of case {self._order.case_no} is {self._stage.value}: "
+                f"{update} is accepted only while {stage.value}",
+                type="WrongStage",
+            )
+
+    @workflow.query(name="status")
+    def status(self) -> RectificationStatus:
+        return RectificationStatus(
+            case_no=self._order.case_no,
+            department=self._order.department,
+            stage=self._stage,
+            score=self._order.rating.score,
+            due_at=self._due,
+            overdue=self._overdue,
+            verified_by=self._verify.officer if self._verify else None,
+            finding=self._verify.finding if self._verify else "",
+            malicious=self._verify.malicious if self._verify else False,
+            confirmed_by=self._confirm.officer if self._confirm else None,
+            action=self._rectify.action if self._rectify else "",
+            reply=self._rectify.reply if self._rectify else "",
+            last_events=self._trail.events[-LAST_EVENTS:],
+        )
+
+    def _details_line(self) -> str:
+        parts = [f"**{self._stage.value}**", f"bad review of case {self._order.case_no}", self._order.department]
+        if self._due is not None:
+            parts.append(("OVERDUE since " if self._overdue else "due ") + show_day(self._due))
+        return " · ".join(parts)
