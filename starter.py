@@ -14,6 +14,10 @@ approval (opinions, review, resubmit, transfer, vote, urge), show status.
     python starter.py vote HALL1-0001 --member officer-zhao --choice approve|reject|defer [--opinion "..."]
     python starter.py urge HALL1-0001 --by hall-central [--note "..."]
     python starter.py rate HALL1-0001 --score 1..5 [--channel window] [--comment "..."]
+    python starter.py verify HALL1-0001 --officer officer-li --finding "..." [--malicious]
+    python starter.py confirm-set-aside HALL1-0001 --officer officer-zhao --reason "..."
+    python starter.py rectify HALL1-0001 --officer officer-li --action "..." --reply "..."
+    python starter.py open --department market-regulation [--overdue]
     python starter.py status HALL1-0001
     python starter.py setup                      # register search attributes (idempotent)
     python starter.py schema [--out docs/schemas]
@@ -38,7 +42,7 @@ from temporalio.service import RPCError
 from activities.catalog import CatalogError, load_catalog
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
-from contract.rating import Rate
+from contract.rating import ConfirmSetAside, Rate, Rectify, Verify
 from contract.case import (
     Applicant,
     CaseApplication,
@@ -53,6 +57,7 @@ from contract.converter import describe
 from logs import configure_logging
 from settings import Settings, connect, get_settings
 from workflows.case import CaseWorkflow
+from workflows.rectification import RectificationWorkflow
 
 log = structlog.get_logger()
 
@@ -143,8 +148,8 @@ async def start(client: Client, settings: Settings, app: CaseApplication) -> str
     return workflow_id
 
 
-async def _update(client: Client, case_no: str, update, arg):
-    handle = client.get_workflow_handle(case_workflow_id(case_no))
+async def _update(client: Client, case_no: str, update, arg, workflow_id: str | None = None):
+    handle = client.get_workflow_handle(workflow_id or case_workflow_id(case_no))
     try:
         return await handle.execute_update(update, arg)
     except WorkflowUpdateFailedError as err:
@@ -272,6 +277,23 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--channel", default="window", choices=["window", "app", "web", "sms", "hotline", "kiosk"])
     s.add_argument("--comment", default="")
 
+    s = sub.add_parser("verify", help="call back on a bad review (回访核实), within 1 working day")
+    s.add_argument("case_no")
+    s.add_argument("--officer", required=True)
+    s.add_argument("--finding", required=True)
+    s.add_argument("--malicious", action="store_true", help="found malicious: a second officer must confirm")
+
+    s = sub.add_parser("confirm-set-aside", help="a second officer confirms a malicious review is set aside")
+    s.add_argument("case_no")
+    s.add_argument("--officer", required=True)
+    s.add_argument("--reason", required=True)
+
+    s = sub.add_parser("rectify", help="rectify or explain a bad review and answer the applicant")
+    s.add_argument("case_no")
+    s.add_argument("--officer", required=True)
+    s.add_argument("--action", required=True, help="the rectification or explanation")
+    s.add_argument("--reply", required=True, help="the answer sent to the applicant")
+
     s = sub.add_parser("open", help="a department's open bad-review rectifications and suggestions, soonest due first")
     s.add_argument("--department", required=True)
     s.add_argument("--overdue", action="store_true", help="only those past their step's deadline")
@@ -329,7 +351,7 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         outcome: CaseOutcome = await _update(client, args.case_no, CaseWorkflow.withdraw, req)
         _print(outcome)
     elif args.command in ROUTE_UPDATES:
-        _print(await _update(client, args.case_no, update, req))
+        _print(await _update(client, args.case_no, update, req, _workflow_id(args)))
     elif args.command == "open":
         rows = await open_feedback(client, args.department, args.overdue)
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -355,7 +377,24 @@ ROUTE_UPDATES = {
     "vote": (CaseWorkflow.vote, lambda a: Vote(member=a.member, choice=a.choice, opinion=a.opinion)),
     "urge": (CaseWorkflow.urge, lambda a: Urge(by=a.by, note=a.note)),
     "rate": (CaseWorkflow.rate, lambda a: Rate(score=a.score, comment=a.comment, channel=a.channel)),
+    # The rectification of a case's bad review (workflow rectification-<case_no>).
+    "verify": (
+        RectificationWorkflow.verify,
+        lambda a: Verify(officer=a.officer, finding=a.finding, malicious=a.malicious),
+    ),
+    "confirm-set-aside": (
+        RectificationWorkflow.confirm_set_aside,
+        lambda a: ConfirmSetAside(officer=a.officer, reason=a.reason),
+    ),
+    "rectify": (RectificationWorkflow.rectify, lambda a: Rectify(officer=a.officer, action=a.action, reply=a.reply)),
 }
+RECTIFICATION_COMMANDS = {"verify", "confirm-set-aside", "rectify"}
+
+
+def _workflow_id(args: argparse.Namespace) -> str:
+    if args.command in RECTIFICATION_COMMANDS:
+        return f"rectification-{args.case_no}"
+    return case_workflow_id(args.case_no)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
-from contract.rating import Rate
+from contract.rating import ConfirmSetAside, Rate, RectificationOrder, RectificationStatus, Rectify, Verify
 from contract.case import CaseApplication, CaseOutcome, CaseStatus, SupplementMaterials, SupplementResult, Withdraw
 
 # name -> model; names are "<Workflow>.<message>.<input|result>" as integrators meet them.
@@ -26,8 +26,14 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "CaseWorkflow.vote.input": Vote,
     "CaseWorkflow.urge.input": Urge,
     "CaseWorkflow.rate.input": Rate,
-    # department_opinion, review, transfer, resubmit, vote and urge answer with the case status.
+    # department_opinion, review, transfer, resubmit, vote, urge and rate answer with the case status.
     "CaseWorkflow.status.result": CaseStatus,
+    "RectificationWorkflow.input": RectificationOrder,
+    "RectificationWorkflow.verify.input": Verify,
+    "RectificationWorkflow.confirm_set_aside.input": ConfirmSetAside,
+    "RectificationWorkflow.rectify.input": Rectify,
+    # Its result, and the answer of each of its updates, is its status.
+    "RectificationWorkflow.status.result": RectificationStatus,
 }
 
 

@@ -180,7 +180,7 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
 
     doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
     blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
-    assert len(blocks) >= 15
+    assert len(blocks) >= 23
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -195,9 +195,39 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
                 break
             time.sleep(0.2)
         assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
-        outputs[block.split("--name ")[-1].split()[0] if "--name" in block else block.split()[2]] = ran.stdout
-    assert "complete" in outputs["supplement_materials"]
+        # Keyed "<update name> <workflow id>", or the CLI verb ("query", "list", "start").
+        name = block.split("--name ")[-1].split()[0] if "--name" in block else block.split()[2]
+        outputs[f"{name} {block.split('--workflow-id ')[-1].split()[0]}" if "--name" in block else name] = ran.stdout
+    assert "complete" in outputs["supplement_materials case-CLI-0001"]
     assert "case-CLI-0001" in outputs["list"]
-    assert "officer-wang" in outputs["transfer"]
-    assert "stage:approved" in outputs["rate"] and "rating:5" in outputs["rate"]
-    assert "withdrawn" in outputs["withdraw"]
+    assert "officer-wang" in outputs["transfer case-CLI-0001"]
+    assert "stage:approved" in outputs["rate case-CLI-0001"] and "rating:5" in outputs["rate case-CLI-0001"]
+    assert "withdrawn" in outputs["withdraw case-CLI-0002"]
+    assert "stage:rectified" in outputs["rectify rectification-CLI-0003"] and "stage:set_aside" in outputs["confirm_set_aside rectification-CLI-0004"]
+
+
+def test_a_bad_rating_is_rectified_by_the_department_through_starter(hall):
+    case_no = f"E2E-{time.time_ns()}"
+    started = hall(
+        "start", "--case-no", case_no, "--matter", "housing-fund-withdrawal", "--hall", "hall-central",
+        "--clerk", "clerk-01", "--applicant-id", "app-e2e-4",
+        "--materials", "withdrawal-application,applicant-identity,purchase-proof,bank-card",
+    )
+    assert started.returncode == 0, started.stderr
+    # 秒批: approved at once, then open for a rating.
+    assert wait_for(lambda: hall("rate", case_no, "--score", "2", "--channel", "app", "--comment", "slow").returncode == 0)
+
+    listed = wait_for(lambda: case_no in (out := hall("open", "--department", "housing-fund-center").stdout) and out)
+    assert f"rectification-{case_no}" in listed and '"stage": "verifying"' in listed
+
+    verified = hall("verify", case_no, "--officer", "officer-fund-1", "--finding", "kiosk was down")
+    assert verified.returncode == 0, verified.stderr
+    assert wait_for(lambda: '"stage": "rectifying"' in hall("open", "--department", "housing-fund-center").stdout)
+    rectified = hall("rectify", case_no, "--officer", "officer-fund-1", "--action", "kiosk replaced", "--reply", "已更换自助机")
+    assert rectified.returncode == 0, rectified.stderr
+    assert wait_for(lambda: case_no not in hall("open", "--department", "housing-fund-center").stdout)
+
+    actions = [e.action for e in hall.store.audit_trail("rectification", case_no)]
+    assert actions == ["opened", "verified", "rectified"]
+    answered = [n for n in hall.store.notices(case_no) if n.kind == "rating_answered"]
+    assert [n.recipient for n in answered] == ["applicant:app-e2e-4"]

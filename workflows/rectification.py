@@ -45,6 +45,7 @@ class RectificationWorkflow:
         self._verify: Verify | None = None
         self._confirm: ConfirmSetAside | None = None
         self._rectify: Rectify | None = None
+        self._closed = False  # the last step is in the audit trail (and the applicant answered)
 
     @workflow.run
     async def run(self, order: RectificationOrder) -> RectificationStatus:
@@ -84,6 +85,7 @@ class RectificationWorkflow:
             await self._trail.record("rectified", self._rectify.officer, self._rectify.action)
             title, body = notices.bad_review_answered(order.case_no, self._rectify.reply)
             await self._trail.notify(f"applicant:{order.applicant_id}", "rating_answered", title, body)
+        self._closed = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()
 
@@ -134,6 +136,7 @@ class RectificationWorkflow:
     async def confirm_set_aside(self, req: ConfirmSetAside) -> RectificationStatus:
         self._confirm = req
         await self._trail.record("set_aside_confirmed", req.officer, req.reason)
+        await workflow.wait_condition(lambda: self._closed)  # answer with the final state
         return self.status()
 
     @confirm_set_aside.validator
@@ -151,6 +154,7 @@ class RectificationWorkflow:
     @workflow.update(name="rectify")
     async def rectify(self, req: Rectify) -> RectificationStatus:
         self._rectify = req
+        await workflow.wait_condition(lambda: self._closed)  # answer once recorded and the applicant told
         return self.status()
 
     @rectify.validator
