@@ -1,5 +1,6 @@
 """hallflow for service halls: start a case, supplement materials, withdraw, take part in its
-approval (opinions, review, resubmit, transfer, vote, urge), show status.
+approval (opinions, review, resubmit, transfer, vote, urge), rate it, rectify a bad review, submit
+and answer public suggestions, list a department's open feedback work, show status.
 
     python starter.py start --file docs/examples/case-enterprise-opening.json
     python starter.py start --case-no HALL1-0001 --matter enterprise-opening --hall hall-central \\
@@ -17,6 +18,11 @@ approval (opinions, review, resubmit, transfer, vote, urge), show status.
     python starter.py verify HALL1-0001 --officer officer-li --finding "..." [--malicious]
     python starter.py confirm-set-aside HALL1-0001 --officer officer-zhao --reason "..."
     python starter.py rectify HALL1-0001 --officer officer-li --action "..." --reply "..."
+    python starter.py suggest --no SUG-0001 --submitter-id citizen-1 --topic "..." --content "..." \
+        --department natural-resources [--complexity general|complex]
+    python starter.py respond SUG-0001 --department natural-resources --officer officer-zhou \
+        --adopted|--no-adopted [--reason "..."] [--measures "..."]
+    python starter.py reclassify SUG-0001 --complexity complex --reason "..." --by coordinator-1
     python starter.py open --department market-regulation [--overdue]
     python starter.py status HALL1-0001
     python starter.py setup                      # register search attributes (idempotent)
@@ -43,6 +49,7 @@ from activities.catalog import CatalogError, load_catalog
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.rating import ConfirmSetAside, Rate, Rectify, Verify
+from contract.suggestion import Reclassify, Respond, Suggestion, suggestion_workflow_id
 from contract.case import (
     Applicant,
     CaseApplication,
@@ -58,6 +65,7 @@ from logs import configure_logging
 from settings import Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
+from workflows.suggestion import SuggestionWorkflow
 
 log = structlog.get_logger()
 
@@ -294,6 +302,31 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--action", required=True, help="the rectification or explanation")
     s.add_argument("--reply", required=True, help="the answer sent to the applicant")
 
+    s = sub.add_parser("suggest", help="submit a public suggestion (意见征集)")
+    s.add_argument("--no", required=True, help="suggestion number")
+    s.add_argument("--submitter-id", required=True, help="opaque id of the submitter (never published)")
+    s.add_argument("--topic", required=True)
+    s.add_argument("--content", required=True)
+    s.add_argument("--department", required=True, help="department that must answer")
+    s.add_argument("--complexity", choices=["general", "complex"], default="general")
+
+    s = sub.add_parser("respond", help="a department answers a suggestion (adopted or not, with reasons)")
+    s.add_argument("case_no", metavar="suggestion_no")
+    s.add_argument("--department", required=True)
+    s.add_argument("--officer", required=True)
+    s.add_argument("--adopted", action=argparse.BooleanOptionalAction, required=True)
+    s.add_argument("--reason", default="", help="required when not adopted")
+    s.add_argument("--measures", default="")
+
+    s = sub.add_parser("reclassify", help="general <-> complex, with a reason (deadline recomputed)")
+    s.add_argument("case_no", metavar="suggestion_no")
+    s.add_argument("--complexity", required=True, choices=["general", "complex"])
+    s.add_argument("--reason", required=True)
+    s.add_argument("--by", required=True)
+
+    s = sub.add_parser("published", help="the public list of answered suggestions (采纳公示), from the database")
+    s.add_argument("--department")
+
     s = sub.add_parser("open", help="a department's open bad-review rectifications and suggestions, soonest due first")
     s.add_argument("--department", required=True)
     s.add_argument("--overdue", action="store_true", help="only those past their step's deadline")
@@ -313,9 +346,24 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         for path in write_schemas(Path(args.out)):
             print(path)
         return
+    if args.command == "published":
+        from activities.db import make_engine
+        from activities.publication import PublicationActivities
+
+        entries = PublicationActivities(make_engine(settings.database_url)).published(args.department)
+        print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2, ensure_ascii=False))
+        return
     if args.command == "start":
         app = application_from(args)
         check_matter(settings, app.matter_code)
+    if args.command == "suggest":
+        try:
+            suggestion = Suggestion(
+                suggestion_no=args.no, submitter_id=args.submitter_id, topic=args.topic, content=args.content,
+                department=args.department, complexity=args.complexity,
+            )
+        except ValidationError as err:
+            raise Refused(f"invalid suggestion: {describe(err)}", 2) from None
     if args.command in ROUTE_UPDATES:
         update, build = ROUTE_UPDATES[args.command]
         try:
@@ -352,6 +400,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         _print(outcome)
     elif args.command in ROUTE_UPDATES:
         _print(await _update(client, args.case_no, update, req, _workflow_id(args)))
+    elif args.command == "suggest":
+        workflow_id = await submit_suggestion(client, settings, suggestion)
+        print(f"suggestion {suggestion.suggestion_no} submitted: workflow id {workflow_id}")
+        print(ui_link(settings, workflow_id))
     elif args.command == "open":
         rows = await open_feedback(client, args.department, args.overdue)
         print(json.dumps(rows, indent=2, ensure_ascii=False))
@@ -389,12 +441,45 @@ ROUTE_UPDATES = {
     "rectify": (RectificationWorkflow.rectify, lambda a: Rectify(officer=a.officer, action=a.action, reply=a.reply)),
 }
 RECTIFICATION_COMMANDS = {"verify", "confirm-set-aside", "rectify"}
+SUGGESTION_COMMANDS = {"respond", "reclassify"}
+ROUTE_UPDATES |= {
+    # A public suggestion (workflow suggestion-<no>); the positional argument is its number.
+    "respond": (
+        SuggestionWorkflow.respond,
+        lambda a: Respond(
+            department=a.department, officer=a.officer, adopted=a.adopted, reason=a.reason, measures=a.measures
+        ),
+    ),
+    "reclassify": (
+        SuggestionWorkflow.reclassify,
+        lambda a: Reclassify(complexity=a.complexity, reason=a.reason, by=a.by),
+    ),
+}
 
 
 def _workflow_id(args: argparse.Namespace) -> str:
     if args.command in RECTIFICATION_COMMANDS:
         return f"rectification-{args.case_no}"
+    if args.command in SUGGESTION_COMMANDS:
+        return suggestion_workflow_id(args.case_no)
     return case_workflow_id(args.case_no)
+
+
+async def submit_suggestion(client: Client, settings: Settings, suggestion: Suggestion) -> str:
+    workflow_id = suggestion_workflow_id(suggestion.suggestion_no)
+    try:
+        await client.start_workflow(
+            SuggestionWorkflow.run,
+            suggestion,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"suggestion {suggestion.suggestion_no} · {suggestion.department}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise Refused(f"suggestion {suggestion.suggestion_no} already exists: {ui_link(settings, workflow_id)}") from None
+    log.info("suggestion_submitted", suggestion_no=suggestion.suggestion_no, department=suggestion.department)
+    return workflow_id
 
 
 def main(argv: list[str] | None = None) -> int:

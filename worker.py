@@ -12,6 +12,7 @@ from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities, load_catalog
 from activities.db import create_tables, make_engine
 from activities.feedback import FeedbackActivities
+from activities.publication import PublicationActivities
 from activities.notify import LogChannel
 from activities.store import Store
 from contract.rating import FeedbackPolicy
@@ -19,8 +20,9 @@ from logs import configure_logging
 from settings import Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
+from workflows.suggestion import SuggestionWorkflow
 
-WORKFLOWS = [CaseWorkflow, RectificationWorkflow]
+WORKFLOWS = [CaseWorkflow, RectificationWorkflow, SuggestionWorkflow]
 log = structlog.get_logger()
 
 
@@ -29,6 +31,7 @@ def hallflow_activities(
 ) -> list:
     feedback = feedback or FeedbackActivities(FeedbackPolicy(rating_window_days=5, rectify_days=5))
     return [
+        PublicationActivities(store.engine).publish_answer,
         feedback.feedback_policy,
         store.record_rating,
         catalog.get_matter,

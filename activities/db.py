@@ -180,4 +180,6 @@ def _sqlite_on_begin(connection: Any) -> None:
 
 def create_tables(engine: Engine) -> None:
     """Create missing tables (called on worker start); existing tables are left as they are."""
+    from activities import publication  # noqa: F401  (defines the publications table)
+
     SQLModel.metadata.create_all(engine)

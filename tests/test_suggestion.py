@@ -1,0 +1,185 @@
+"""意见征集 → 研究采纳 → 结果反馈: answered on a working-day deadline, published, submitter told."""
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowUpdateFailedError
+
+from activities.publication import PublicationActivities
+from contract import search
+from contract.suggestion import (
+    Publication,
+    PublicationRecord,
+    Reclassify,
+    Respond,
+    Suggestion,
+    SuggestionStage,
+    suggestion_workflow_id,
+)
+from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually
+from tests.temporal_fixtures import travel_to
+from workflows.suggestion import SuggestionWorkflow
+
+# Submitted Wed 2099-09-30 10:00 +08:00, the eve of National Day (10-01..07 off, Sat 10-10 a
+# make-up workday). General, 15 working days: 10-08, 10-09, 10-10, 10-12..16, 10-19..23, 10-26,
+# 10-27 -> due Tue 10-27 24:00. Complex, 30: on through 11-17 -> due Tue 11-17 24:00.
+GENERAL_DUE = datetime(2099, 10, 27, 16, tzinfo=timezone.utc)
+COMPLEX_DUE = datetime(2099, 11, 17, 16, tzinfo=timezone.utc)
+MINUTE = timedelta(minutes=1)
+
+
+def suggestion(no: str = "SUG-0001", complexity: str = "general") -> Suggestion:
+    return Suggestion(
+        suggestion_no=no,
+        submitter_id="citizen-8812",
+        topic="延长周六办理时间",
+        content="建议不动产登记窗口周六开放到下午五点。",
+        department="natural-resources",
+        complexity=complexity,
+    )
+
+
+async def _start(env, tq, s: Suggestion):
+    if await env.get_current_time() < WEDNESDAY_BEFORE_NATIONAL_DAY:
+        await travel_to(env, WEDNESDAY_BEFORE_NATIONAL_DAY)
+    handle = await env.client.start_workflow(
+        SuggestionWorkflow.run, s, id=suggestion_workflow_id(s.suggestion_no), task_queue=tq,
+        execution_timeout=timedelta(days=400),
+    )
+    return handle, await _wait(handle, lambda st: st.due_at is not None)
+
+
+async def _wait(handle, check, timeout: float = 10.0):
+    end = asyncio.get_running_loop().time() + timeout
+    while True:
+        status = await handle.query(SuggestionWorkflow.status)
+        if check(status) or asyncio.get_running_loop().time() > end:
+            return status
+        await asyncio.sleep(0.02)
+
+
+def _actions(store, no: str) -> list[str]:
+    return [e.action for e in store.audit_trail("suggestion", no)]
+
+
+async def _refusal(handle, update, arg) -> str:
+    with pytest.raises(WorkflowUpdateFailedError) as err:
+        await handle.execute_update(update, arg)
+    return str(err.value.cause)
+
+
+async def test_general_and_complex_deadlines_count_working_days_across_national_day(env, hall_worker):
+    async with hall_worker(env.client) as tq:
+        _, general = await _start(env, tq, suggestion("SUG-G"))
+        _, complex_ = await _start(env, tq, suggestion("SUG-C", "complex"))
+
+    assert general.due_at == GENERAL_DUE and complex_.due_at == COMPLEX_DUE
+
+
+async def test_reclassify_recomputes_the_deadline_from_the_original_submission(env, hall_worker, sqlite_store):
+    async with hall_worker(env.client) as tq:
+        handle, _ = await _start(env, tq, suggestion())
+        await travel_to(env, datetime(2099, 10, 20, 2, tzinfo=timezone.utc))
+        moved = await handle.execute_update(
+            SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="needs a staffing study", by="coordinator-1")
+        )
+        same = await _refusal(handle, SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="x", by="c"))
+        desc = await handle.describe()
+
+    assert moved.complexity == "complex" and moved.due_at == COMPLEX_DUE
+    assert "already complex" in same
+    (entry,) = [e for e in sqlite_store.audit_trail("suggestion", "SUG-0001") if e.action == "reclassified"]
+    assert entry.reason == "needs a staffing study" and entry.details["from"] == "general"
+    assert desc.typed_search_attributes.get(search.STEP_DUE_AT) == COMPLEX_DUE
+
+
+async def test_an_answer_is_published_and_the_submitter_told(env, hall_worker, sqlite_store):
+    async with hall_worker(env.client) as tq:
+        adopted_handle, _ = await _start(env, tq, suggestion("SUG-A"))
+        adopted = await adopted_handle.execute_update(
+            SuggestionWorkflow.respond,
+            Respond(department="natural-resources", officer="officer-zhou", adopted=True, measures="周六开放至17:00，11月起试行"),
+        )
+        refused_handle, _ = await _start(env, tq, suggestion("SUG-R"))
+        refused = await refused_handle.execute_update(
+            SuggestionWorkflow.respond,
+            Respond(department="natural-resources", officer="officer-zhou", adopted=False, reason="周六已有预约办理"),
+        )
+        desc = await refused_handle.describe()
+
+    public = PublicationActivities(sqlite_store.engine).published()
+    assert {(p.suggestion_no, p.adopted, p.reason, p.measures) for p in public} == {
+        ("SUG-A", True, "", "周六开放至17:00，11月起试行"),
+        ("SUG-R", False, "周六已有预约办理", ""),
+    }
+    assert all(p.on_time for p in public)
+    assert "citizen-8812" not in str([p.model_dump() for p in public]) + str(desc.typed_search_attributes)
+    assert adopted.stage == SuggestionStage.ANSWERED and adopted.answer is not None and adopted.answer.adopted
+    assert refused.answer is not None and not refused.answer.adopted
+    told = [n for n in sqlite_store.notices("SUG-R") if n.kind == "suggestion_answered"]
+    assert [n.recipient for n in told] == ["submitter:citizen-8812"] and "周六已有预约办理" in told[0].body
+    assert _actions(sqlite_store, "SUG-R") == ["submitted", "answered", "published"]
+    assert desc.typed_search_attributes.get(search.FEEDBACK_STAGE) == "answered"
+
+
+async def test_non_adoption_without_reason_and_the_wrong_department_are_refused(env, hall_worker):
+    async with hall_worker(env.client) as tq:
+        handle, _ = await _start(env, tq, suggestion())
+        with pytest.raises(WorkflowUpdateFailedError) as no_reason:
+            await handle.execute_update(
+                "respond", {"department": "natural-resources", "officer": "officer-zhou", "adopted": False}
+            )
+        other = await _refusal(
+            handle, SuggestionWorkflow.respond, Respond(department="taxation", officer="t", adopted=True)
+        )
+        history = await handle.fetch_history()
+
+    assert "reason" in str(no_reason.value.cause)
+    assert "for natural-resources to answer, not taxation" in other
+    accepted = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
+    assert accepted == []
+
+
+async def test_reminded_the_day_before_then_escalated_at_the_deadline_and_answered_late(env, hall_worker, sqlite_store):
+    async with hall_worker(env.client) as tq:
+        handle, _ = await _start(env, tq, suggestion())
+        await travel_to(env, GENERAL_DUE - timedelta(days=1) - MINUTE)
+        await handle.query(SuggestionWorkflow.status)
+        early = [n.kind for n in sqlite_store.notices("SUG-0001")]
+        await travel_to(env, GENERAL_DUE - MINUTE)
+        await eventually(lambda: "reminded" in _actions(sqlite_store, "SUG-0001"))
+        before = await handle.query(SuggestionWorkflow.status)
+        await travel_to(env, GENERAL_DUE + MINUTE)
+        late = await _wait(handle, lambda s: s.overdue)
+        await eventually(lambda: "step_overdue" in _actions(sqlite_store, "SUG-0001"))
+        desc = await handle.describe()
+        answered = await handle.execute_update(
+            SuggestionWorkflow.respond,
+            Respond(department="natural-resources", officer="officer-zhou", adopted=False, reason="超出本部门职责"),
+        )
+
+    assert "suggestion_reminder" not in early
+    (reminder,) = [n for n in sqlite_store.notices("SUG-0001") if n.kind == "suggestion_reminder"]
+    assert abs(reminder.at - (GENERAL_DUE - timedelta(days=1))) < timedelta(seconds=5)
+    assert not before.overdue and late.overdue and late.stage == SuggestionStage.OPEN
+    (escalation,) = [n for n in sqlite_store.notices("SUG-0001") if n.kind == "suggestion_overdue"]
+    assert escalation.recipient == "head:natural-resources" and abs(escalation.at - GENERAL_DUE) < timedelta(seconds=5)
+    assert desc.typed_search_attributes.get(search.STEP_OVERDUE) is True
+    assert answered.answer is not None and answered.answer.on_time is False
+    (published,) = PublicationActivities(sqlite_store.engine).published(department="natural-resources")
+    assert published.on_time is False
+
+
+def test_publication_is_written_once_per_key(db_engine):
+    publications = PublicationActivities(db_engine)
+    at = datetime(2099, 10, 9, 2, tzinfo=timezone.utc)
+    entry = Publication(
+        suggestion_no="SUG-9", topic="t", department="taxation", complexity="general", adopted=False,
+        reason="r", submitted_at=at, answered_at=at, on_time=True,
+    )
+    record = PublicationRecord(key="k-1", entry=entry)
+    assert publications.publish_answer(record) is True
+    assert publications.publish_answer(record) is False  # a retry
+    assert publications.published("taxation") == [entry] and publications.published("other") == []
