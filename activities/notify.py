@@ -18,6 +18,9 @@ class Channel(Protocol):
         ...
 
 
+PRIVATE_ROLES = {"applicant", "submitter"}
+
+
 class LogChannel:
     """Default channel: writes a log line instead of delivering.
 
@@ -30,7 +33,9 @@ class LogChannel:
         structlog.get_logger().info(
             "notice_sent",
             kind=notice.kind,
-            recipient=notice.recipient,
+            # Officers and departments by id; a person outside (applicant, rater, submitter) only
+            # by role: the log must not tie them to a rating or a suggestion.
+            recipient=notice.recipient if notice.recipient.split(":")[0] not in PRIVATE_ROLES else notice.recipient.split(":")[0],
             subject_id=notice.subject_id,
             key=notice.key,
         )

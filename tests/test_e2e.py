@@ -58,6 +58,7 @@ def hall(dev_server, tmp_path_factory):
         )
 
     starter.store = Store(make_engine(f"sqlite:///{db}"))
+    starter.log_file = folder / "worker.log"
     try:
         yield starter
     finally:
@@ -258,6 +259,9 @@ def test_a_bad_rating_is_rectified_by_the_department_through_starter(hall):
     assert actions == ["opened", "verified", "rectified"]
     answered = [n for n in hall.store.notices(case_no) if n.kind == "rating_answered"]
     assert [n.recipient for n in answered] == ["applicant:app-e2e-4"]
+    # The rater is confidential: the worker's log never names them.
+    log = hall.log_file.read_text(encoding="utf-8")
+    assert case_no in log and "app-e2e-4" not in log
 
 
 def test_a_suggestion_is_submitted_answered_and_published_through_starter(hall):
