@@ -25,7 +25,8 @@ from activities.db import create_tables, make_engine
 from activities.store import Store
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Vote
-from contract.rating import Rate
+from contract.rating import Rate, Rectify, Verify
+from contract.suggestion import Reclassify, Respond
 from contract.case import Applicant, CaseApplication, CaseStage, SupplementMaterials, Withdraw
 from contract.converter import data_converter
 from contract.matter import Matter
@@ -34,6 +35,8 @@ from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, start_cas
 from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, travel_to
 from worker import WORKFLOWS, hallflow_activities
 from workflows.case import CaseWorkflow
+from workflows.rectification import RectificationWorkflow
+from workflows.suggestion import SuggestionWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 # Fixed names keep the machine's pid@hostname out of the files and re-recordings comparable.
@@ -159,6 +162,42 @@ async def automatic_rated_bad(client: Client, task_queue: str, catalog: Catalog)
     return handle
 
 
+# ---- the feedback loops' own workflows --------------------------------------------------------
+
+
+async def rectification_verified_rectified(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    from tests.test_rectification import order
+
+    handle = await client.start_workflow(
+        RectificationWorkflow.run, order("replay-rect-1"), id="rectification-replay-rect-1", task_queue=task_queue
+    )
+    while (await handle.query(RectificationWorkflow.status)).due_at is None:
+        await asyncio.sleep(0.02)
+    await handle.execute_update(RectificationWorkflow.verify, Verify(officer="officer-li", finding="valid"))
+    await handle.execute_update(
+        RectificationWorkflow.rectify, Rectify(officer="officer-li", action="trained staff", reply="已整改")
+    )
+    return handle
+
+
+async def suggestion_reclassified_answered(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    from tests.test_suggestion import suggestion
+
+    handle = await client.start_workflow(
+        SuggestionWorkflow.run, suggestion("replay-sug-1"), id="suggestion-replay-sug-1", task_queue=task_queue
+    )
+    while (await handle.query(SuggestionWorkflow.status)).due_at is None:
+        await asyncio.sleep(0.02)
+    await handle.execute_update(
+        SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="staffing study", by="coordinator-1")
+    )
+    await handle.execute_update(
+        SuggestionWorkflow.respond,
+        Respond(department="natural-resources", officer="officer-zhou", adopted=False, reason="covered by appointments"),
+    )
+    return handle
+
+
 # name -> (when the case starts, how it runs); the file is tests/histories/<name>.json.
 # The first four were recorded before the two-tier-approval patch and replay its old path;
 # recording them again now would record the new path instead (tests/histories/README.md).
@@ -172,6 +211,8 @@ SCENARIOS: dict[str, tuple[datetime, Scenario]] = {
     "consulted_returned_rejected": (TEST_EPOCH, consulted_returned_rejected),
     "automatic_approval": (TEST_EPOCH, automatic_approval),
     "automatic_rated_bad": (TEST_EPOCH, automatic_rated_bad),
+    "rectification_verified_rectified": (TEST_EPOCH, rectification_verified_rectified),
+    "suggestion_reclassified_answered": (WEDNESDAY_BEFORE_NATIONAL_DAY, suggestion_reclassified_answered),
 }
 
 
