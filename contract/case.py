@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contract.approval import CastVote, Consultation, Decision
-from contract.common import Code, Instant, Name, Text
+from contract.common import Code, Instant, Name
 
 CaseNo = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{2,63}$")]
 ApplicantId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")]

@@ -41,8 +41,9 @@ async def start_case(client: Client, app: CaseApplication, task_queue: str) -> W
     )
 
 
-async def wait_status(handle: WorkflowHandle, check, timeout: float = 10.0):
-    """Query `status` until `check(status)` holds; the last status either way."""
+async def wait_status(handle: WorkflowHandle, check, timeout: float = 10.0, query=None):
+    """Query `status` (CaseWorkflow's unless `query` is another's) until `check(status)` holds;
+    the last status either way."""
     import asyncio
 
     from workflows.case import CaseWorkflow
@@ -50,7 +51,7 @@ async def wait_status(handle: WorkflowHandle, check, timeout: float = 10.0):
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
-        status = await handle.query(CaseWorkflow.status)
+        status = await handle.query(query or CaseWorkflow.status)
         if check(status) or loop.time() > end:
             return status
         await asyncio.sleep(0.02)

@@ -6,7 +6,6 @@ dedupes on the key the workflow made, so the retry finds the first write and add
 The faults below are real objects on a real worker; nothing is mocked.
 """
 
-import asyncio
 from datetime import timedelta
 from collections import Counter
 

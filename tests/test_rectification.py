@@ -15,7 +15,7 @@ from contract.rating import (
     Rectify,
     Verify,
 )
-from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually
+from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually, wait_status
 from tests.temporal_fixtures import TEST_EPOCH, travel_to
 from workflows.rectification import RectificationWorkflow
 
@@ -62,15 +62,8 @@ async def _start(env, tq, o: RectificationOrder | None = None):
     return o, handle
 
 
-async def _wait(handle, check, timeout: float = 10.0):
-    import asyncio
-
-    end = asyncio.get_running_loop().time() + timeout
-    while True:
-        status = await handle.query(RectificationWorkflow.status)
-        if check(status) or asyncio.get_running_loop().time() > end:
-            return status
-        await asyncio.sleep(0.02)
+async def _wait(handle, check):
+    return await wait_status(handle, check, query=RectificationWorkflow.status)
 
 
 def _actions(store, case_no: str) -> list[str]:

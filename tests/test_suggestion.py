@@ -1,6 +1,5 @@
 """意见征集 → 研究采纳 → 结果反馈: answered on a working-day deadline, published, submitter told."""
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -18,7 +17,7 @@ from contract.suggestion import (
     SuggestionStage,
     suggestion_workflow_id,
 )
-from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually
+from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually, wait_status
 from tests.temporal_fixtures import travel_to
 from workflows.suggestion import SuggestionWorkflow
 
@@ -51,13 +50,8 @@ async def _start(env, tq, s: Suggestion):
     return handle, await _wait(handle, lambda st: st.due_at is not None)
 
 
-async def _wait(handle, check, timeout: float = 10.0):
-    end = asyncio.get_running_loop().time() + timeout
-    while True:
-        status = await handle.query(SuggestionWorkflow.status)
-        if check(status) or asyncio.get_running_loop().time() > end:
-            return status
-        await asyncio.sleep(0.02)
+async def _wait(handle, check):
+    return await wait_status(handle, check, query=SuggestionWorkflow.status)
 
 
 def _actions(store, no: str) -> list[str]:

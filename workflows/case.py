@@ -645,18 +645,22 @@ class CaseWorkflow:
                 "while deferred materials are awaited (status.missing_materials is not empty)",
                 type="WrongStage",
             )
-        unknown = sorted(set(req.materials) - self._matter.material_codes)
-        if unknown:
-            raise ApplicationError(
-                f"unknown material codes {unknown} for matter {self._matter.code}; "
-                f"valid codes: {sorted(self._matter.material_codes)}",
-                type="UnknownMaterial",
-            )
+        self._require_known_materials(req.materials)
         not_owed = sorted(set(req.materials) - self._deferred)
         if not_owed:
             raise ApplicationError(
                 f"materials {not_owed} are not awaited (already received); still missing: {sorted(self._deferred)}",
                 type="MaterialNotAwaited",
+            )
+
+    def _require_known_materials(self, codes: list[str]) -> None:
+        assert self._matter is not None
+        unknown = sorted(set(codes) - self._matter.material_codes)
+        if unknown:
+            raise ApplicationError(
+                f"unknown material codes {unknown} for matter {self._matter.code}; "
+                f"valid codes: {sorted(self._matter.material_codes)}",
+                type="UnknownMaterial",
             )
 
     @workflow.update(name="withdraw")
@@ -768,13 +772,7 @@ class CaseWorkflow:
     def _check_resubmit(self, req: Resubmit) -> None:
         self._require_stage("resubmit", CaseStage.RETURNED)
         assert self._matter is not None
-        unknown = sorted(set(req.materials) - self._matter.material_codes)
-        if unknown:
-            raise ApplicationError(
-                f"unknown material codes {unknown} for matter {self._matter.code}; "
-                f"valid codes: {sorted(self._matter.material_codes)}",
-                type="UnknownMaterial",
-            )
+        self._require_known_materials(req.materials)
 
     @workflow.update(name="vote")
     async def vote(self, req: Vote) -> CaseStatus:
