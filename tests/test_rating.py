@@ -105,3 +105,19 @@ async def test_malformed_ratings_are_refused_with_the_field_named(env, hall_work
 
     assert "score" in str(score.value.cause) and "channel" in str(channel.value.cause)
     assert accepted.rating == 3
+
+
+async def test_a_rectification_already_started_by_hand_does_not_fail_the_case(env, hall_worker, catalog, sqlite_store):
+    from tests.test_rectification import order
+    from workflows.rectification import RectificationWorkflow
+
+    async with hall_worker(env.client) as tq:
+        app, handle, _ = await _ended(env, tq, catalog)
+        await env.client.start_workflow(
+            RectificationWorkflow.run, order(app.case_no), id=f"rectification-{app.case_no}", task_queue=tq
+        )
+        await handle.execute_update(CaseWorkflow.rate, Rate(score=1, channel="web"))
+        outcome = await handle.result()
+
+    assert outcome.stage == CaseStage.APPROVED and outcome.rating == 1
+    assert "rectification_already_open" in [e.action for e in sqlite_store.audit_trail("case", app.case_no)]

@@ -217,3 +217,33 @@ async def test_refused_messages_leave_no_trace_in_history(env, hall_worker):
     assert "finding" in str(malformed.value.cause)
     assert "already verified by officer-li" in again
     assert accepted == 1
+
+
+async def test_probe_verify_before_opened(env, hall_worker, sqlite_store):
+    import asyncio
+    o = order("RECT-EARLY")
+    tq_holder = {}
+    from tests.temporal_fixtures import TEST_EPOCH  # noqa
+    import uuid
+    tq = f"hallflow-test-{uuid.uuid4()}"
+    handle = await env.client.start_workflow(RectificationWorkflow.run, o, id=f"rectification-{o.case_no}", task_queue=tq, execution_timeout=timedelta(days=400))
+    upd = asyncio.create_task(handle.execute_update(RectificationWorkflow.verify, Verify(officer="officer-li", finding="early")))
+    await asyncio.sleep(0.5)
+    from temporalio.worker import Worker
+    from concurrent.futures import ThreadPoolExecutor
+    from worker import hallflow_activities
+    from activities.calendar import Calendar, CalendarActivities
+    from activities.catalog import CatalogActivities, load_catalog
+    from settings import ROOT
+    from tests.temporal_fixtures import TEST_CALENDAR
+    acts = hallflow_activities(sqlite_store, CalendarActivities(Calendar.load(TEST_CALENDAR), TEST_CALENDAR), CatalogActivities(load_catalog(ROOT / "data" / "matters.toml")))
+    with ThreadPoolExecutor(4) as ex:
+        async with Worker(env.client, task_queue=tq, workflows=[RectificationWorkflow], activities=acts, activity_executor=ex):
+            try:
+                r = await upd
+                print("ACCEPTED", r)
+            except Exception as e:
+                print("REFUSED", repr(e), getattr(e, "cause", None))
+            await _wait(handle, lambda s: s.stage == RectificationStage.RECTIFYING)
+            await eventually(lambda: len(_actions(sqlite_store, o.case_no)) >= 2)
+    print("ACTIONS", _actions(sqlite_store, o.case_no))

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
@@ -189,13 +189,18 @@ class CaseWorkflow:
             rectify_days=rectify_days,
         )
         workflow_id = f"rectification-{self._app.case_no}"
-        await workflow.start_child_workflow(
-            "RectificationWorkflow",
-            order,
-            id=workflow_id,
-            parent_close_policy=ParentClosePolicy.ABANDON,
-            static_summary=f"bad review of case {self._app.case_no} · {rating.department}",
-        )
+        try:
+            await workflow.start_child_workflow(
+                "RectificationWorkflow",
+                order,
+                id=workflow_id,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"bad review of case {self._app.case_no} · {rating.department}",
+            )
+        except WorkflowAlreadyStartedError:
+            # Someone started it by hand: that one stands; the case must not fail over it.
+            await self._record("rectification_already_open", SYSTEM, details={"workflow_id": workflow_id})
+            return
         await self._record("rectification_started", SYSTEM, details={"workflow_id": workflow_id})
 
     async def _wait_for_review_before_step_2(self, matter: Matter) -> None:
