@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     database_url: str = f"sqlite:///{ROOT / 'var' / 'hallflow.db'}"
     catalog_file: Path = ROOT / "data" / "matters.toml"
     calendar_dir: Path = ROOT / "data" / "calendar"
+    risk_file: Path = ROOT / "data" / "risk.toml"
     log_level: str = "INFO"
     # Feedback (step 3): how long after its end a case may be rated, and how long a department
     # has to rectify or explain a bad review (domain.md: 5 to 15 working days by locality).

@@ -13,24 +13,33 @@ from activities.catalog import CatalogActivities, load_catalog
 from activities.db import create_tables, make_engine
 from activities.feedback import FeedbackActivities
 from activities.publication import PublicationActivities
+from activities.risk import RiskActivities, load_risk_policy
 from activities.notify import LogChannel
 from activities.store import Store
 from contract.rating import FeedbackPolicy
 from logs import configure_logging
-from settings import Settings, connect, get_settings
+from settings import ROOT, Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
+from workflows.risk import RiskWorkflow
 from workflows.suggestion import SuggestionWorkflow
 
-WORKFLOWS = [CaseWorkflow, RectificationWorkflow, SuggestionWorkflow]
+WORKFLOWS = [CaseWorkflow, RectificationWorkflow, SuggestionWorkflow, RiskWorkflow]
 log = structlog.get_logger()
 
 
 def hallflow_activities(
-    store: Store, calendar: CalendarActivities, catalog: CatalogActivities, feedback: FeedbackActivities | None = None
+    store: Store,
+    calendar: CalendarActivities,
+    catalog: CatalogActivities,
+    feedback: FeedbackActivities | None = None,
+    risks: RiskActivities | None = None,
 ) -> list:
     feedback = feedback or FeedbackActivities(FeedbackPolicy(rating_window_days=5, rectify_days=5))
+    risks = risks or RiskActivities(store.engine, load_risk_policy(ROOT / "data" / "risk.toml"))
     return [
+        risks.risk_policy,
+        risks.record_risk,
         PublicationActivities(store.engine).publish_answer,
         feedback.feedback_policy,
         store.record_rating,
@@ -57,6 +66,7 @@ def build_activities(settings: Settings) -> list:
         FeedbackActivities(
             FeedbackPolicy(rating_window_days=settings.rating_window_days, rectify_days=settings.rectify_days)
         ),
+        RiskActivities(engine, load_risk_policy(settings.risk_file)),
     )
 
 

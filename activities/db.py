@@ -180,6 +180,6 @@ def _sqlite_on_begin(connection: Any) -> None:
 
 def create_tables(engine: Engine) -> None:
     """Create missing tables (called on worker start); existing tables are left as they are."""
-    from activities import publication  # noqa: F401  (defines the publications table)
+    from activities import publication, risk  # noqa: F401  (define the publications and risks tables)
 
     SQLModel.metadata.create_all(engine)

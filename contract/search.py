@@ -21,6 +21,8 @@ MATERIALS_PENDING = SearchAttributeKey.for_bool("MaterialsPending")
 FEEDBACK_STAGE = SearchAttributeKey.for_keyword("FeedbackStage")
 STEP_DUE_AT = SearchAttributeKey.for_datetime("StepDueAt")
 STEP_OVERDUE = SearchAttributeKey.for_bool("StepOverdue")
+# Step 4: a risk's state in the register (RiskLevel above holds its level too).
+RISK_STATE = SearchAttributeKey.for_keyword("RiskState")
 
 ALL = [
     CASE_STAGE,
@@ -34,6 +36,7 @@ ALL = [
     FEEDBACK_STAGE,
     STEP_DUE_AT,
     STEP_OVERDUE,
+    RISK_STATE,
 ]
 
 

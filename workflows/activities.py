@@ -14,6 +14,7 @@ from contract.case import CaseRegistration
 from contract.matter import Matter
 from contract.rating import FeedbackPolicy, RatingRecord
 from contract.suggestion import PublicationRecord
+from contract.risk import RiskEntry, RiskPolicy
 from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
 
 # Store and notifications retry without limit: a database outage delays a case, never loses a step.
@@ -87,4 +88,14 @@ async def record_rating(record: RatingRecord) -> None:
 async def publish_answer(record: PublicationRecord) -> None:
     await workflow.execute_activity(
         "publish_answer", record, result_type=bool, summary="publish answer (采纳公示)", **_STORE
+    )
+
+
+async def risk_policy() -> RiskPolicy:
+    return await workflow.execute_activity("risk_policy", result_type=RiskPolicy, summary="risk matrix", **_LOOKUP)
+
+
+async def record_risk(entry: RiskEntry) -> None:
+    await workflow.execute_activity(
+        "record_risk", entry, summary=f"risk register: {entry.level} {entry.state}", **_STORE
     )

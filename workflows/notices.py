@@ -136,3 +136,14 @@ def suggestion_answered(suggestion_no: str, adopted: bool, reason: str, measures
     if adopted:
         return "您的建议已被采纳", f"您提出的意见建议 {suggestion_no} 已被采纳。{measures}".strip()
     return "您的建议答复", f"您提出的意见建议 {suggestion_no} 未予采纳，理由：{reason}"
+
+
+# ---- risks (step 4) ---------------------------------------------------------------------------
+
+
+def risk_reported(risk_no: str, title: str, level: str) -> tuple[str, str]:
+    return f"风险登记（{level}）", f"风险 {risk_no}：{title}，等级 {level}。请按时限组织处置。"
+
+
+def risk_escalated(risk_no: str, title: str, step: str, level: str) -> tuple[str, str]:
+    return "风险处置逾期上报", f"风险 {risk_no}（{title}）的 {step} 已逾期，风险等级升为 {level}，请督办。"

@@ -1,0 +1,79 @@
+"""The risk register (风险清单) and the risk policy, as activities.
+
+`record_risk` upserts the register row with the workflow's current view: writing the same state
+twice changes nothing, so a retry is harmless. Reads serve starter.py (`risks`) and reports.
+"""
+
+import tomllib
+from datetime import datetime
+from pathlib import Path
+
+import structlog
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlmodel import Field, Session, SQLModel, select
+from temporalio import activity
+
+from activities.db import UtcDateTime
+from contract.risk import RiskEntry, RiskPolicy
+
+log = structlog.get_logger()
+
+
+class RiskRow(SQLModel, table=True):
+    __tablename__ = "risks"
+
+    risk_no: str = Field(primary_key=True)
+    source: str
+    type: str
+    title: str
+    responsible_department: str = Field(index=True)
+    owner: str
+    level: str = Field(index=True)
+    state: str
+    case_no: str | None = Field(default=None, index=True)
+    reported_at: datetime = Field(sa_type=UtcDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    plan_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    escalations: int = 0
+
+
+def load_risk_policy(path: Path) -> RiskPolicy:
+    try:
+        with path.open("rb") as file:
+            return RiskPolicy.model_validate(tomllib.load(file))
+    except (OSError, tomllib.TOMLDecodeError, ValidationError) as err:
+        raise ValueError(f"{path}: {err}") from err
+
+
+class RiskActivities:
+    def __init__(self, engine: Engine, policy: RiskPolicy) -> None:
+        self.engine = engine
+        self.policy = policy
+
+    @activity.defn(name="risk_policy")
+    def risk_policy(self) -> RiskPolicy:
+        return self.policy
+
+    @activity.defn(name="record_risk")
+    def record_risk(self, entry: RiskEntry) -> None:
+        with Session(self.engine) as session:
+            row = session.get(RiskRow, entry.risk_no)
+            values = entry.model_dump()
+            if row is None:
+                session.add(RiskRow(**values))
+            else:
+                for name, value in values.items():
+                    setattr(row, name, value)
+            session.commit()
+        log.info("risk_recorded", risk_no=entry.risk_no, level=entry.level, state=entry.state)
+
+    def register(self, department: str | None = None, level: str | None = None) -> list[RiskEntry]:
+        with Session(self.engine) as session:
+            query = select(RiskRow).order_by(RiskRow.reported_at)  # type: ignore[arg-type]
+            if department:
+                query = query.where(RiskRow.responsible_department == department)
+            if level:
+                query = query.where(RiskRow.level == level)
+            return [RiskEntry.model_validate(r, from_attributes=True) for r in session.exec(query)]

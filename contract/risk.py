@@ -1,0 +1,179 @@
+"""Risks (风险清单) and their escalation, step 4: RiskWorkflow `risk-<risk_no>`.
+
+Red: the emergency group convenes within 2 hours and submits a handling plan within 24 hours
+(wall-clock); yellow and blue: in working days, as data/risk.toml says. A missed step notifies the
+next level up and raises the risk one level; the step stays required. Closing needs a review (复盘).
+"""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contract.case import CaseNo
+from contract.common import Code, Name, Text
+
+
+class Level(StrEnum):
+    BLUE = "blue"
+    YELLOW = "yellow"
+    RED = "red"
+
+    def raised(self) -> "Level":
+        order = [Level.BLUE, Level.YELLOW, Level.RED]
+        return order[min(order.index(self) + 1, len(order) - 1)]
+
+
+Impact = Literal["low", "medium", "high"]
+
+
+def risk_workflow_id(risk_no: str) -> str:
+    return f"risk-{risk_no}"
+
+
+class RiskReport(BaseModel):
+    """RiskWorkflow input."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    risk_no: CaseNo
+    source: Literal["manual", "overdue_case", "satisfaction", "other"] = "manual"
+    type: Literal["policy", "technology", "execution", "social"]
+    title: Name
+    description: Text = ""
+    probability: float = Field(ge=0, le=1)
+    impact: Impact
+    responsible_department: Code
+    owner: Name
+    case_no: str | None = None
+    level: Level | None = Field(default=None, description="explicit level; otherwise from the matrix")
+
+
+class Limit(BaseModel):
+    """How long a step may take: wall-clock hours or working days, one of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hours: int | None = Field(default=None, ge=1)
+    working_days: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_unit(self) -> Self:
+        if (self.hours is None) == (self.working_days is None):
+            raise ValueError("give either hours or working_days")
+        return self
+
+
+class LevelLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    acknowledge: Limit
+    plan: Limit
+
+
+class RiskPolicy(BaseModel):
+    """data/risk.toml: the probability x impact matrix, step limits per level, escalation chains."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    impact_weight: dict[str, float]
+    red_from: float = Field(description="probability x impact weight at or above: red")
+    yellow_from: float = Field(description="at or above: yellow; below: blue")
+    limits: dict[Level, LevelLimits]
+    # Who is told when a step is missed, one further up each time; "{department}" is filled in.
+    chain: list[str] = Field(min_length=1)
+    chains: dict[str, list[str]] = Field(default_factory=dict, description="per department, overrides chain")
+
+    def level_for(self, probability: float, impact: str) -> Level:
+        score = probability * self.impact_weight[impact]
+        if score >= self.red_from:
+            return Level.RED
+        return Level.YELLOW if score >= self.yellow_from else Level.BLUE
+
+    def escalation_chain(self, department: str) -> list[str]:
+        return [who.format(department=department) for who in self.chains.get(department, self.chain)]
+
+
+class Acknowledge(BaseModel):
+    """Update `acknowledge`: the emergency (or handling) group has convened."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    officer: Name
+    group: Name
+
+
+class SubmitPlan(BaseModel):
+    """Update `submit_plan`: the handling plan, with when it will be carried out."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    officer: Name
+    plan: Text = Field(min_length=1)
+    due: datetime
+
+
+class Regrade(BaseModel):
+    """Update `regrade`: another level, with a reason; the open step's deadline follows the new level."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    level: Level
+    reason: Text = Field(min_length=1)
+    by: Name
+
+
+class RiskReviewRecord(BaseModel):
+    """Update `review` (复盘): required before a risk can be resolved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: Name
+    cause: Text = Field(min_length=1)
+    what_worked: Text = Field(min_length=1)
+    what_changes: Text = Field(min_length=1)
+
+
+class Resolve(BaseModel):
+    """Update `resolve`: close the risk (after its plan and its review)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    officer: Name
+    summary: Text = Field(min_length=1)
+
+
+class RiskState(StrEnum):
+    AWAITING_ACKNOWLEDGEMENT = "awaiting_acknowledgement"
+    AWAITING_PLAN = "awaiting_plan"
+    HANDLING = "handling"  # plan in; review and resolution to come
+    RESOLVED = "resolved"
+
+
+class RiskEntry(BaseModel):
+    """The risk register's row (风险清单), kept current by the workflow."""
+
+    risk_no: str
+    source: str
+    type: str
+    title: str
+    responsible_department: str
+    owner: str
+    level: Level
+    state: RiskState
+    case_no: str | None = None
+    reported_at: datetime
+    acknowledged_at: datetime | None = None
+    plan_at: datetime | None = None
+    resolved_at: datetime | None = None
+    escalations: int = 0
+
+
+class RiskStatus(BaseModel):
+    entry: RiskEntry
+    due_at: datetime | None = None
+    overdue: bool = False
+    plan: str = ""
+    reviewed: bool = False
+    last_events: list[dict] = Field(default_factory=list)
