@@ -162,3 +162,26 @@ async def test_the_register_lists_risks_by_department_and_level(env, hall_worker
     assert [r.risk_no for r in register.register(level="red")] == ["R-REG-1"]
     assert [r.risk_no for r in register.register(department="market-regulation", level="yellow")] == ["R-REG-3"]
     assert len(register.register(department="market-regulation")) == 3
+
+
+async def test_an_overdue_case_raises_one_risk_for_its_department(env, hall_worker, catalog, sqlite_store):
+    from tests.builders import application, start_case
+    from workflows.case import CaseWorkflow
+
+    app = application(catalog["enterprise-opening"])
+    async with hall_worker(env.client) as tq:
+        case = await start_case(env.client, app, tq)
+        await wait_status(case, lambda s: s.reviewer is not None)
+        # Promised 1 working day: due Tue 01-06 24:00; nobody reviews it.
+        await travel_to(env, datetime(2099, 1, 6, 16, 1, tzinfo=timezone.utc))
+        await eventually(lambda: "risk_raised" in [e.action for e in sqlite_store.audit_trail("case", app.case_no)])
+        risk = env.client.get_workflow_handle(risk_workflow_id(f"case-{app.case_no}"))
+        status = await wait_status(risk, lambda s: s.due_at is not None, query=RiskWorkflow.status)
+        await travel_to(env, datetime(2099, 1, 9, 2, tzinfo=timezone.utc))
+        await case.query(CaseWorkflow.status)
+
+    assert status.entry.source == "overdue_case" and status.entry.case_no == app.case_no
+    assert status.entry.level == Level.YELLOW and status.entry.responsible_department == "market-regulation"
+    actions = [e.action for e in sqlite_store.audit_trail("case", app.case_no)]
+    assert actions.count("risk_raised") == 1 and actions.count("deadline_red") == 1
+    assert [r.case_no for r in RiskActivities(sqlite_store.engine, None).register()] == [app.case_no]

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from contract.matter import Matter
     from contract.rating import Rate, Rating, RatingRecord, RectificationOrder
+    from contract.risk import RiskReport, risk_workflow_id
     from contract.records import AuditEntry, BrokenCommitment, CaseEvent, CaseSnapshot, Notice
     from workflows import activities as act
     from workflows import notices
@@ -65,6 +66,8 @@ APPROVAL_PATCH = "two-tier-approval"
 AUTOMATIC_RULE = "rule:complete-materials"
 # Cases started before this patch complete at their end; since, they stay open for a rating (好差评).
 RATING_PATCH = "rating-window"
+# Since this patch an overdue case raises one risk (step 4), RiskWorkflow `risk-case-<case_no>`.
+OVERDUE_RISK_PATCH = "overdue-risk"
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -101,6 +104,7 @@ class CaseWorkflow:
         self._last_urge_day = None
         # Step 3: the rating window after the end.
         self._rating_window = False
+        self._overdue_risk = False
         self._rating_open_until: datetime | None = None
         self._rating: Rating | None = None
 
@@ -110,6 +114,7 @@ class CaseWorkflow:
     async def run(self, app: CaseApplication) -> CaseOutcome:
         self._v2 = workflow.patched(APPROVAL_PATCH)
         self._rating_window = workflow.patched(RATING_PATCH)
+        self._overdue_risk = workflow.patched(OVERDUE_RISK_PATCH)
         workflow.set_current_details(self._details_line())
         workflow.upsert_search_attributes(
             [
@@ -608,6 +613,35 @@ class CaseWorkflow:
             title, body = notices.deadline(self._app.case_no, level, self.promised_due)
             await self._notify(self._matter.lead_department, f"deadline_{level}", title, body)
             await self._record(f"deadline_{level}", SYSTEM, details={"promised_due_at": self.promised_due.isoformat()})
+            if level == "red" and self._overdue_risk:
+                await self._raise_overdue_risk()
+
+    async def _raise_overdue_risk(self) -> None:
+        """An overdue case is an execution risk of its department: one per case (the id sees to it)."""
+        assert self._matter is not None
+        risk_no = f"case-{self._app.case_no}"
+        report = RiskReport(
+            risk_no=risk_no,
+            source="overdue_case",
+            type="execution",
+            title=f"case {self._app.case_no} ({self._matter.code}) past its promised limit",
+            probability=1.0,  # it has happened
+            impact="low",  # one case; the matrix makes it yellow (data/risk.toml)
+            responsible_department=self._matter.lead_department,
+            owner=f"head:{self._matter.lead_department}",
+            case_no=self._app.case_no,
+        )
+        try:
+            await workflow.start_child_workflow(
+                "RiskWorkflow",
+                report,
+                id=risk_workflow_id(risk_no),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"overdue case {self._app.case_no} · {self._matter.lead_department}",
+            )
+        except WorkflowAlreadyStartedError:
+            return
+        await self._record("risk_raised", SYSTEM, details={"workflow_id": risk_workflow_id(risk_no)})
 
     def _waiting_on(self) -> list[str]:
         if self._stage == CaseStage.CONSULTING:

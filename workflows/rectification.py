@@ -4,11 +4,12 @@ Started by CaseWorkflow for a rating of 1 or 2, id `rectification-<case_no>`, ow
 that handled the case. Steps (domain.md, Feedback):
 1. verify by calling back within `verify_days` working days (Update `verify`);
 2. found malicious: set aside only with a reason and a second officer's confirmation
-   (Update `confirm_set_aside`), within the rectification deadline;
+   (Update `confirm_set_aside`), within the rectification deadline; the rater is not answered;
 3. otherwise rectify or explain and answer the applicant within `rectify_days` working days of the
-   review (Update `rectify`).
-Each step is reminded the day before and escalated to the department head when missed, and stays
-open until done: nothing closes silently (the target is 100% rectification).
+   start of the rectification (Update `rectify`).
+Each step is reminded to the department at 00:00 of its deadline's last working day, escalated once
+to the department head when missed, and stays open until done: nothing closes silently (the target
+is 100% rectification).
 """
 
 from datetime import datetime
@@ -30,6 +31,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
 
 LAST_EVENTS = 10
+# A call-back that arrives before the rectification is open waits to be audited after "opened";
+# runs that accepted one before this change audited it at once and replay so.
+VERIFY_AFTER_OPENED_PATCH = "rectification-verify-after-opened"
+# Step names as the department reads them in reminders and escalations (the audit keeps the keys).
+STEP_NAMES = {"call-back": "回访核实", "set-aside confirmation": "恶意差评剔除复核", "rectification": "整改答复"}
 
 
 @workflow.defn(name="RectificationWorkflow")
@@ -72,6 +78,10 @@ class RectificationWorkflow:
         await self._step("call-back", lambda: self._verify is not None)
         assert self._verify is not None
         if self._verify.malicious:
+            # The set-aside closes the review instead of an answer, so it owes the answer's deadline
+            # (rectify_days from the start). The call-back deadline, often the same day, would leave
+            # a second officer no time; a new one counted from the finding would let the finding
+            # postpone the review's deadline.
             await self._enter(RectificationStage.AWAITING_CONFIRMATION, self._rectify_due)
             await self._step("set-aside confirmation", lambda: self._confirm is not None)
             await self._enter(RectificationStage.SET_ASIDE, None)
@@ -90,8 +100,10 @@ class RectificationWorkflow:
         return self.status()
 
     async def _step(self, what: str, done) -> None:
+        subject, step = f"差评 {self._order.case_no}", STEP_NAMES[what]
+
         async def remind() -> None:
-            title, body = notices.feedback_reminder(f"差评 {self._order.case_no}", what, self._due_or_raise())
+            title, body = notices.feedback_reminder(subject, step, self._due_or_raise())
             await self._trail.notify(self._order.department, "rectification_reminder", title, body)
             await self._trail.record("reminded", SYSTEM, details={"step": what, "due_at": self._due_or_raise().isoformat()})
 
@@ -99,7 +111,7 @@ class RectificationWorkflow:
             self._overdue = True
             workflow.upsert_search_attributes(overdue_flags(True, None))
             workflow.set_current_details(self._details_line())
-            title, body = notices.feedback_overdue(f"差评 {self._order.case_no}", what, self._due_or_raise())
+            title, body = notices.feedback_overdue(subject, step, self._due_or_raise())
             await self._trail.notify(f"head:{self._order.department}", "rectification_overdue", title, body)
             await self._trail.record("step_overdue", SYSTEM, details={"step": what, "due_at": self._due_or_raise().isoformat()})
 
@@ -119,6 +131,10 @@ class RectificationWorkflow:
     @workflow.update(name="verify")
     async def verify(self, req: Verify) -> RectificationStatus:
         self._verify = req
+        if self._due is None and workflow.patched(VERIFY_AFTER_OPENED_PATCH):
+            # Sent with the start, or queued while no worker ran: the call-back goes in the audit
+            # trail after "opened" (the deadlines come from the calendar first).
+            await workflow.wait_condition(lambda: self._due is not None)
         action = "found_malicious" if req.malicious else "verified"
         await self._trail.record(action, req.officer, req.finding, details={"malicious": req.malicious})
         return self.status()
@@ -145,7 +161,8 @@ class RectificationWorkflow:
         if self._confirm is not None:
             raise ApplicationError("the set-aside is already confirmed", type="AlreadyConfirmed")
         assert self._verify is not None
-        if req.officer == self._verify.officer:
+        # Four eyes: the same officer id typed in other letter case is still the same officer.
+        if req.officer.casefold() == self._verify.officer.casefold():
             raise ApplicationError(
                 f"{req.officer} found the review malicious; a second officer must confirm the set-aside",
                 type="SameOfficer",
