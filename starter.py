@@ -24,6 +24,14 @@ and answer public suggestions, list a department's open feedback work, show stat
         --adopted|--no-adopted [--reason "..."] [--measures "..."]
     python starter.py reclassify SUG-0001 --complexity complex --reason "..." --by coordinator-1
     python starter.py open --department market-regulation [--overdue]
+    python starter.py risk --no R-0001 --type execution --title "..." --probability 0.6 --impact high \
+        --department market-regulation --owner officer-li [--level red]
+    python starter.py acknowledge R-0001 --officer officer-li --group emergency-group-1
+    python starter.py plan R-0001 --officer officer-li --plan "..." --due 2026-12-01T18:00+08:00
+    python starter.py regrade R-0001 --level red --reason "..." --by officer-zhao
+    python starter.py risk-review R-0001 --by officer-li --cause "..." --what-worked "..." --what-changes "..."
+    python starter.py resolve R-0001 --officer officer-li --summary "..."
+    python starter.py risks [--department D] [--level red]
     python starter.py status HALL1-0001
     python starter.py setup                      # register search attributes (idempotent)
     python starter.py schema [--out docs/schemas]
@@ -49,6 +57,7 @@ from activities.catalog import CatalogError, load_catalog
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.rating import ConfirmSetAside, Rate, Rectify, Verify
+from contract.risk import Acknowledge, Regrade, Resolve, RiskReport, RiskReviewRecord, SubmitPlan, risk_workflow_id
 from contract.suggestion import Reclassify, Respond, Suggestion, suggestion_workflow_id
 from contract.case import (
     Applicant,
@@ -65,6 +74,7 @@ from logs import configure_logging
 from settings import Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
+from workflows.risk import RiskWorkflow
 from workflows.suggestion import SuggestionWorkflow
 
 log = structlog.get_logger()
@@ -324,6 +334,50 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--reason", required=True)
     s.add_argument("--by", required=True)
 
+    s = sub.add_parser("risk", help="report a risk (风险清单); its level comes from data/risk.toml unless given")
+    s.add_argument("--no", required=True, help="risk number")
+    s.add_argument("--type", required=True, choices=["policy", "technology", "execution", "social"])
+    s.add_argument("--title", required=True)
+    s.add_argument("--description", default="")
+    s.add_argument("--probability", required=True, type=float)
+    s.add_argument("--impact", required=True, choices=["low", "medium", "high"])
+    s.add_argument("--department", required=True, help="responsible department")
+    s.add_argument("--owner", required=True)
+    s.add_argument("--level", choices=["blue", "yellow", "red"])
+
+    s = sub.add_parser("acknowledge", help="the emergency (handling) group has convened")
+    s.add_argument("case_no", metavar="risk_no")
+    s.add_argument("--officer", required=True)
+    s.add_argument("--group", required=True)
+
+    s = sub.add_parser("plan", help="submit a risk's handling plan")
+    s.add_argument("case_no", metavar="risk_no")
+    s.add_argument("--officer", required=True)
+    s.add_argument("--plan", required=True)
+    s.add_argument("--due", required=True, help="ISO date-time the plan is carried out by, e.g. 2026-12-01T18:00+08:00")
+
+    s = sub.add_parser("regrade", help="another level for a risk, with a reason")
+    s.add_argument("case_no", metavar="risk_no")
+    s.add_argument("--level", required=True, choices=["blue", "yellow", "red"])
+    s.add_argument("--reason", required=True)
+    s.add_argument("--by", required=True)
+
+    s = sub.add_parser("risk-review", help="a risk's review (复盘), needed before it is resolved")
+    s.add_argument("case_no", metavar="risk_no")
+    s.add_argument("--by", required=True)
+    s.add_argument("--cause", required=True)
+    s.add_argument("--what-worked", required=True)
+    s.add_argument("--what-changes", required=True)
+
+    s = sub.add_parser("resolve", help="close a risk (after its plan and review)")
+    s.add_argument("case_no", metavar="risk_no")
+    s.add_argument("--officer", required=True)
+    s.add_argument("--summary", required=True)
+
+    s = sub.add_parser("risks", help="the risk register, from the database")
+    s.add_argument("--department")
+    s.add_argument("--level", choices=["blue", "yellow", "red"])
+
     s = sub.add_parser("published", help="the public list of answered suggestions (采纳公示), from the database")
     s.add_argument("--department")
 
@@ -346,6 +400,13 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         for path in write_schemas(Path(args.out)):
             print(path)
         return
+    if args.command == "risks":
+        from activities.db import make_engine
+        from activities.risk import RiskActivities
+
+        entries = RiskActivities(make_engine(settings.database_url), None).register(args.department, args.level)
+        print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2, ensure_ascii=False))
+        return
     if args.command == "published":
         from activities.db import make_engine
         from activities.publication import PublicationActivities
@@ -364,6 +425,15 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             )
         except ValidationError as err:
             raise Refused(f"invalid suggestion: {describe(err)}", 2) from None
+    if args.command == "risk":
+        try:
+            risk = RiskReport(
+                risk_no=args.no, type=args.type, title=args.title, description=args.description,
+                probability=args.probability, impact=args.impact, responsible_department=args.department,
+                owner=args.owner, level=args.level,
+            )
+        except ValidationError as err:
+            raise Refused(f"invalid risk: {describe(err)}", 2) from None
     if args.command in ROUTE_UPDATES:
         update, build = ROUTE_UPDATES[args.command]
         try:
@@ -400,6 +470,10 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         _print(outcome)
     elif args.command in ROUTE_UPDATES:
         _print(await _update(client, args.case_no, update, req, _workflow_id(args)))
+    elif args.command == "risk":
+        workflow_id = await report_risk(client, settings, risk)
+        print(f"risk {risk.risk_no} reported: workflow id {workflow_id}")
+        print(ui_link(settings, workflow_id))
     elif args.command == "suggest":
         workflow_id = await submit_suggestion(client, settings, suggestion)
         print(f"suggestion {suggestion.suggestion_no} submitted: workflow id {workflow_id}")
@@ -442,6 +516,21 @@ ROUTE_UPDATES = {
 }
 RECTIFICATION_COMMANDS = {"verify", "confirm-set-aside", "rectify"}
 SUGGESTION_COMMANDS = {"respond", "reclassify"}
+RISK_COMMANDS = {"acknowledge", "plan", "regrade", "risk-review", "resolve"}
+ROUTE_UPDATES |= {
+    # A risk (workflow risk-<no>); the positional argument is its number.
+    "acknowledge": (RiskWorkflow.acknowledge, lambda a: Acknowledge(officer=a.officer, group=a.group)),
+    "plan": (
+        RiskWorkflow.submit_plan,
+        lambda a: SubmitPlan(officer=a.officer, plan=a.plan, due=a.due),  # pydantic parses and checks the time
+    ),
+    "regrade": (RiskWorkflow.regrade, lambda a: Regrade(level=a.level, reason=a.reason, by=a.by)),
+    "risk-review": (
+        RiskWorkflow.review,
+        lambda a: RiskReviewRecord(by=a.by, cause=a.cause, what_worked=a.what_worked, what_changes=a.what_changes),
+    ),
+    "resolve": (RiskWorkflow.resolve, lambda a: Resolve(officer=a.officer, summary=a.summary)),
+}
 ROUTE_UPDATES |= {
     # A public suggestion (workflow suggestion-<no>); the positional argument is its number.
     "respond": (
@@ -462,7 +551,26 @@ def _workflow_id(args: argparse.Namespace) -> str:
         return f"rectification-{args.case_no}"
     if args.command in SUGGESTION_COMMANDS:
         return suggestion_workflow_id(args.case_no)
+    if args.command in RISK_COMMANDS:
+        return risk_workflow_id(args.case_no)
     return case_workflow_id(args.case_no)
+
+
+async def report_risk(client: Client, settings: Settings, report: RiskReport) -> str:
+    workflow_id = risk_workflow_id(report.risk_no)
+    try:
+        await client.start_workflow(
+            RiskWorkflow.run,
+            report,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=f"risk {report.risk_no} · {report.responsible_department}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise Refused(f"risk {report.risk_no} already exists: {ui_link(settings, workflow_id)}") from None
+    log.info("risk_reported", risk_no=report.risk_no, department=report.responsible_department)
+    return workflow_id
 
 
 async def submit_suggestion(client: Client, settings: Settings, suggestion: Suggestion) -> str:

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.rating import ConfirmSetAside, Rate, RectificationOrder, RectificationStatus, Rectify, Verify
+from contract.risk import Acknowledge, Regrade, Resolve, RiskReport, RiskReviewRecord, RiskStatus, SubmitPlan
 from contract.suggestion import Reclassify, Respond, Suggestion, SuggestionStatus
 from contract.case import CaseApplication, CaseOutcome, CaseStatus, SupplementMaterials, SupplementResult, Withdraw
 
@@ -40,6 +41,14 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "SuggestionWorkflow.respond.input": Respond,
     # Its result, and the answer of each of its updates, is its status.
     "SuggestionWorkflow.status.result": SuggestionStatus,
+    "RiskWorkflow.input": RiskReport,
+    "RiskWorkflow.acknowledge.input": Acknowledge,
+    "RiskWorkflow.submit_plan.input": SubmitPlan,
+    "RiskWorkflow.regrade.input": Regrade,
+    "RiskWorkflow.review.input": RiskReviewRecord,
+    "RiskWorkflow.resolve.input": Resolve,
+    # Its result, and the answer of each of its updates, is its status.
+    "RiskWorkflow.status.result": RiskStatus,
 }
 
 

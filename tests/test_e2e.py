@@ -200,13 +200,16 @@ def test_hall_gets_clear_errors(hall, dev_server):
     assert unreachable.returncode == 3 and "cannot reach Temporal at 127.0.0.1:1" in unreachable.stderr
 
 
+LISTED = {"CaseStage": "case-CLI-0001", "RiskLevel": "risk-CLI-R1"}
+
+
 def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
     """docs/integration.md's CLI blocks, run in order with the `temporal` CLI, as an integrator would."""
     import re
 
     doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
     blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
-    assert len(blocks) >= 27
+    assert len(blocks) >= 34
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
@@ -217,21 +220,24 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
         # A human reads the previous answer before the next command; poll instead.
         for _ in range(50):
             ran = subprocess.run(["bash", "-c", block], env=env, capture_output=True, text=True, timeout=60)
-            if ran.returncode == 0 and ("workflow list" not in block or "case-CLI-0001" in ran.stdout):
+            # A list is read once visibility shows the workflow it is meant to find.
+            expected = next((wf for key, wf in LISTED.items() if "workflow list" in block and key in block), "")
+            if ran.returncode == 0 and expected in ran.stdout:
                 break
             time.sleep(0.2)
         assert ran.returncode == 0, f"{block}\n{ran.stdout}\n{ran.stderr}"
         # Keyed "<update name> <workflow id>", or the CLI verb ("query", "list", "start").
         name = block.split("--name ")[-1].split()[0] if "--name" in block else block.split()[2]
         key = f"{name} {block.split('--workflow-id ')[-1].split()[0]}" if "--name" in block else name
-        outputs[key if key not in outputs else f"{key} again"] = ran.stdout
+        outputs[key if key not in outputs else f"{key} {sum(k.startswith(key) for k in outputs) + 1}"] = ran.stdout
     assert "complete" in outputs["supplement_materials case-CLI-0001"]
     assert "case-CLI-0001" in outputs["list"]
     assert "officer-wang" in outputs["transfer case-CLI-0001"]
     assert "stage:approved" in outputs["rate case-CLI-0001"] and "rating:5" in outputs["rate case-CLI-0001"]
     assert "withdrawn" in outputs["withdraw case-CLI-0002"]
     assert "stage:answered" in outputs["respond suggestion-CLI-S1"] and "complexity:complex" in outputs["respond suggestion-CLI-S1"]
-    assert "stage:rectified" in outputs["rectify rectification-CLI-0003"] and "stage:set_aside" in outputs["confirm_set_aside rectification-CLI-0004"]
+    assert "stage:rectified" in outputs["rectify rectification-CLI-0003"]
+    assert "risk-CLI-R1" in outputs["list 3"] and "state:resolved" in outputs["resolve risk-CLI-R1"] and "stage:set_aside" in outputs["confirm_set_aside rectification-CLI-0004"]
 
 
 def test_a_bad_rating_is_rectified_by_the_department_through_starter(hall):
@@ -287,3 +293,30 @@ def test_a_suggestion_is_submitted_answered_and_published_through_starter(hall):
     assert "citizen-e2e" not in published.stdout
     told = [n for n in hall.store.notices(no) if n.kind == "suggestion_answered"]
     assert [n.recipient for n in told] == ["submitter:citizen-e2e"]
+
+
+def test_a_risk_is_reported_handled_and_listed_in_the_register_through_starter(hall):
+    no = f"R-{time.time_ns()}"
+    reported = hall(
+        "risk", "--no", no, "--type", "social", "--title", "crowd at the hall entrance", "--probability", "0.5",
+        "--impact", "medium", "--department", "market-regulation", "--owner", "officer-li",
+    )
+    assert reported.returncode == 0, reported.stderr
+    listed = wait_for(lambda: no in (out := hall("risks", "--level", "yellow").stdout) and out)
+    assert '"state": "awaiting_acknowledgement"' in listed
+
+    assert hall("acknowledge", no, "--officer", "officer-li", "--group", "g1").returncode == 0
+    planned = wait_for(
+        lambda: hall("plan", no, "--officer", "officer-li", "--plan", "queue marshals", "--due", "2030-01-01T18:00+08:00")
+    )
+    assert planned.returncode == 0, planned.stderr
+    early = hall("resolve", no, "--officer", "officer-li", "--summary", "done")
+    assert early.returncode == 1 and "review" in early.stderr
+    reviewed = hall(
+        "risk-review", no, "--by", "officer-li", "--cause", "school holiday", "--what-worked", "marshals",
+        "--what-changes", "appointments in holidays",
+    )
+    assert reviewed.returncode == 0, reviewed.stderr
+    resolved = hall("resolve", no, "--officer", "officer-li", "--summary", "queue cleared")
+    assert resolved.returncode == 0 and '"state": "resolved"' in resolved.stdout
+    assert '"state": "resolved"' in hall("risks", "--department", "market-regulation").stdout

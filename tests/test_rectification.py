@@ -467,6 +467,7 @@ async def test_refused_messages_leave_no_trace_in_history(env, rectification_wor
     assert early_rectify[0] == "WrongStage" and "rectify is accepted only while rectifying" in early_rectify[1]
     assert early_confirm[0] == "WrongStage"
     assert "finding" in malformed[1] and "name" in unknown_field[1]
+    assert malformed[0] == unknown_field[0] == no_reason[0] == "InvalidPayload"
     assert again[0] == "AlreadyVerified" and "already verified by officer-li" in again[1]
     assert rectify_malicious[0] == "WrongStage"
     assert same[0] == "SameOfficer"

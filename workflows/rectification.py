@@ -31,9 +31,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
 
 LAST_EVENTS = 10
-# A call-back that arrives before the rectification is open waits to be audited after "opened";
-# runs that accepted one before this change audited it at once and replay so.
-VERIFY_AFTER_OPENED_PATCH = "rectification-verify-after-opened"
 # Step names as the department reads them in reminders and escalations (the audit keeps the keys).
 STEP_NAMES = {"call-back": "回访核实", "set-aside confirmation": "恶意差评剔除复核", "rectification": "整改答复"}
 
@@ -131,7 +128,7 @@ class RectificationWorkflow:
     @workflow.update(name="verify")
     async def verify(self, req: Verify) -> RectificationStatus:
         self._verify = req
-        if self._due is None and workflow.patched(VERIFY_AFTER_OPENED_PATCH):
+        if self._due is None:
             # Sent with the start, or queued while no worker ran: the call-back goes in the audit
             # trail after "opened" (the deadlines come from the calendar first).
             await workflow.wait_condition(lambda: self._due is not None)
