@@ -14,6 +14,7 @@ from activities.db import create_tables, make_engine
 from activities.feedback import FeedbackActivities
 from activities.publication import PublicationActivities
 from activities.risk import RiskActivities, load_risk_policy
+from activities.watch import WatchDelivery
 from activities.notify import LogChannel
 from activities.store import Store
 from contract.rating import FeedbackPolicy
@@ -22,9 +23,10 @@ from settings import ROOT, Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
 from workflows.risk import RiskWorkflow
+from workflows.satisfaction import SatisfactionWatchWorkflow
 from workflows.suggestion import SuggestionWorkflow
 
-WORKFLOWS = [CaseWorkflow, RectificationWorkflow, SuggestionWorkflow, RiskWorkflow]
+WORKFLOWS = [CaseWorkflow, RectificationWorkflow, SuggestionWorkflow, RiskWorkflow, SatisfactionWatchWorkflow]
 log = structlog.get_logger()
 
 
@@ -34,10 +36,12 @@ def hallflow_activities(
     catalog: CatalogActivities,
     feedback: FeedbackActivities | None = None,
     risks: RiskActivities | None = None,
+    watch: WatchDelivery | None = None,
 ) -> list:
     feedback = feedback or FeedbackActivities(FeedbackPolicy(rating_window_days=5, rectify_days=5))
     risks = risks or RiskActivities(store.engine, load_risk_policy(ROOT / "data" / "risk.toml"))
     return [
+        *([watch.send_rating_to_watch] if watch else []),
         risks.risk_policy,
         risks.record_risk,
         PublicationActivities(store.engine).publish_answer,
@@ -55,7 +59,7 @@ def hallflow_activities(
     ]
 
 
-def build_activities(settings: Settings) -> list:
+def build_activities(settings: Settings, client: Client) -> list:
     """Load and validate the data files and the database once, at start: a bad catalog stops the worker."""
     engine = make_engine(settings.database_url)
     create_tables(engine)
@@ -67,6 +71,7 @@ def build_activities(settings: Settings) -> list:
             FeedbackPolicy(rating_window_days=settings.rating_window_days, rectify_days=settings.rectify_days)
         ),
         RiskActivities(engine, load_risk_policy(settings.risk_file)),
+        WatchDelivery(client, settings.task_queue),
     )
 
 
@@ -75,7 +80,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=build_activities(settings),
+        activities=build_activities(settings, client),
         activity_executor=executor,  # store activities are sync (sqlmodel): they run in threads
         max_concurrent_activities=settings.activity_threads,
         max_cached_workflows=settings.max_cached_workflows,

@@ -1,13 +1,17 @@
 """采纳公示: the public list of answered suggestions, adopted and not adopted with reasons.
 
 Written by SuggestionWorkflow through the idempotent activity `publish_answer`; read by starter.py
-and a publishing site. It holds no submitter identity.
+and a publishing site. It holds no submitter identity. One entry per suggestion: a second answer
+for the same suggestion (a run reset to before its answer answers again) replaces the first.
 """
 
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 from temporalio import activity
 
@@ -15,13 +19,14 @@ from activities.db import UtcDateTime
 from contract.suggestion import Publication, PublicationRecord
 
 log = structlog.get_logger()
+T = TypeVar("T")
 
 
 class PublicationRow(SQLModel, table=True):
     __tablename__ = "publications"
 
     id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(unique=True)
+    key: str = Field(unique=True)  # idempotency key made by the workflow
     suggestion_no: str = Field(unique=True)
     topic: str
     department: str = Field(index=True)
@@ -35,24 +40,61 @@ class PublicationRow(SQLModel, table=True):
 
 
 class PublicationActivities:
+    """The publication table as activities and reads. Register `publish_answer` on the worker."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     @activity.defn(name="publish_answer")
     def publish_answer(self, record: PublicationRecord) -> bool:
         """Publish the answer once; False when a retry finds it already published."""
-        with Session(self.engine) as session:
-            if session.exec(select(PublicationRow.id).where(PublicationRow.key == record.key)).first() is not None:
-                return False
-            session.add(PublicationRow(key=record.key, **record.entry.model_dump()))
-            session.commit()
-        log.info("answer_published", suggestion_no=record.entry.suggestion_no, adopted=record.entry.adopted)
+        entry = record.entry.model_dump()
+
+        def write(session: Session) -> str:
+            row = session.exec(
+                select(PublicationRow).where(PublicationRow.suggestion_no == record.entry.suggestion_no)
+            ).first()
+            if row is None:
+                session.add(PublicationRow(key=record.key, **entry))
+                return "published"
+            if row.key == record.key:
+                return "already_published"
+            # Another run answered it first (a reset, or a number started twice): the newest answer stands.
+            for name, value in entry.items():
+                setattr(row, name, value)
+            row.key = record.key
+            return "replaced"
+
+        outcome = self._transaction(write)
+        if outcome == "already_published":
+            log.debug("answer_already_published", suggestion_no=record.entry.suggestion_no, key=record.key)
+            return False
+        if outcome == "replaced":
+            log.warning("published_answer_replaced", suggestion_no=record.entry.suggestion_no, key=record.key)
+        else:
+            log.info("answer_published", suggestion_no=record.entry.suggestion_no, adopted=record.entry.adopted)
         return True
 
     def published(self, department: str | None = None) -> list[Publication]:
         """The public list, newest answer first."""
+        query = select(PublicationRow).order_by(
+            PublicationRow.answered_at.desc(), PublicationRow.id.desc()  # type: ignore[attr-defined,union-attr]
+        )
+        if department:
+            query = query.where(PublicationRow.department == department)
         with Session(self.engine) as session:
-            query = select(PublicationRow).order_by(PublicationRow.answered_at.desc())  # type: ignore[attr-defined]
-            if department:
-                query = query.where(PublicationRow.department == department)
             return [Publication.model_validate(r, from_attributes=True) for r in session.exec(query)]
+
+    def _transaction(self, write: Callable[[Session], T]) -> T:
+        """Run `write` in one transaction and commit. Two attempts of one activity may insert at
+        once; the loser of the unique constraint runs `write` again and finds the winner's row."""
+        for attempt in (1, 2):
+            with Session(self.engine) as session:
+                try:
+                    result = write(session)
+                    session.commit()
+                    return result
+                except IntegrityError:
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")

@@ -84,6 +84,7 @@ class RiskPolicy(BaseModel):
     # Who is told when a step is missed, one further up each time; "{department}" is filled in.
     chain: list[str] = Field(min_length=1)
     chains: dict[str, list[str]] = Field(default_factory=dict, description="per department, overrides chain")
+    satisfaction: "WatchPolicy" = Field(default_factory=lambda: WatchPolicy())
 
     def level_for(self, probability: float, impact: str) -> Level:
         score = probability * self.impact_weight[impact]
@@ -177,3 +178,38 @@ class RiskStatus(BaseModel):
     plan: str = ""
     reviewed: bool = False
     last_events: list[dict] = Field(default_factory=list)
+
+
+class WatchPolicy(BaseModel):
+    """The satisfaction watch's window (data/risk.toml [satisfaction])."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_days: int = Field(default=30, ge=1, description="ratings of the last N days count")
+    min_ratings: int = Field(default=20, ge=1, description="no rate is judged on fewer ratings")
+    max_bad_share: float = Field(default=0.05, gt=0, lt=1, description="over this bad-review rate: red risk")
+    ratings_per_run: int = Field(default=500, ge=10, description="continue-as-new after this many signals")
+
+
+class WatchState(BaseModel):
+    """SatisfactionWatchWorkflow input: carried across continue-as-new so the window stays intact."""
+
+    department: Code
+    ratings: list[tuple[datetime, bool, str]] = Field(
+        default_factory=list, description="(at, bad, case_no) of the ratings in the window"
+    )
+    open_risk: str | None = None
+    over_line: bool = False
+    risks_raised: int = 0
+
+
+class WatchStatus(BaseModel):
+    department: str
+    ratings: int
+    bad: int
+    bad_share: float | None = Field(description="None while fewer than min_ratings ratings are in the window")
+    over_line: bool
+    open_risk: str | None = None
+
+
+RiskPolicy.model_rebuild()

@@ -23,6 +23,7 @@ from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities, load_catalog
 from activities.db import create_tables, make_engine
 from activities.store import Store
+from activities.watch import WatchDelivery
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Vote
 from contract.rating import Rate, Rectify, Verify
@@ -36,6 +37,7 @@ from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, travel_to
 from worker import WORKFLOWS, hallflow_activities
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
+from workflows.risk import RiskWorkflow
 from workflows.suggestion import SuggestionWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
@@ -198,6 +200,41 @@ async def suggestion_reclassified_answered(client: Client, task_queue: str, cata
     return handle
 
 
+async def automatic_rated_good_watched(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    """Since the overdue-risk and satisfaction-watch patches: the rating also goes to the watch."""
+    handle = await start_case(client, _case("automatic_rated_good_watched", catalog["housing-fund-withdrawal"]), task_queue)
+    while (await handle.query(CaseWorkflow.status)).rating_open_until is None:
+        await asyncio.sleep(0.02)
+    await handle.execute_update(CaseWorkflow.rate, Rate(score=5, channel="app"))
+    return handle
+
+
+async def risk_handled_and_resolved(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    from datetime import timedelta
+
+    from contract.risk import Acknowledge, Resolve, RiskReviewRecord, SubmitPlan
+    from tests.test_risk import report
+
+    handle = await client.start_workflow(
+        RiskWorkflow.run, report("replay-risk-1", 0.6, "high"), id="risk-replay-risk-1", task_queue=task_queue
+    )
+    while (await handle.query(RiskWorkflow.status)).due_at is None:
+        await asyncio.sleep(0.02)
+    await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="officer-li", group="g1"))
+    while (await handle.query(RiskWorkflow.status)).due_at is None or (await handle.query(RiskWorkflow.status)).entry.state != "awaiting_plan":
+        await asyncio.sleep(0.02)
+    await handle.execute_update(
+        RiskWorkflow.submit_plan, SubmitPlan(officer="officer-li", plan="spares", due=TEST_EPOCH + timedelta(days=2))
+    )
+    while (await handle.query(RiskWorkflow.status)).entry.state != "handling":
+        await asyncio.sleep(0.02)
+    await handle.execute_update(
+        RiskWorkflow.review, RiskReviewRecord(by="officer-li", cause="c", what_worked="w", what_changes="x")
+    )
+    await handle.execute_update(RiskWorkflow.resolve, Resolve(officer="officer-li", summary="done"))
+    return handle
+
+
 # name -> (when the case starts, how it runs); the file is tests/histories/<name>.json.
 # The first four were recorded before the two-tier-approval patch and replay its old path;
 # recording them again now would record the new path instead (tests/histories/README.md).
@@ -213,6 +250,8 @@ SCENARIOS: dict[str, tuple[datetime, Scenario]] = {
     "automatic_rated_bad": (TEST_EPOCH, automatic_rated_bad),
     "rectification_verified_rectified": (TEST_EPOCH, rectification_verified_rectified),
     "suggestion_reclassified_answered": (WEDNESDAY_BEFORE_NATIONAL_DAY, suggestion_reclassified_answered),
+    "automatic_rated_good_watched": (TEST_EPOCH, automatic_rated_good_watched),
+    "risk_handled_and_resolved": (TEST_EPOCH, risk_handled_and_resolved),
 }
 
 
@@ -234,6 +273,7 @@ async def record(name: str, catalog: Catalog) -> Path:
                 Store(engine),
                 CalendarActivities(Calendar.load(TEST_CALENDAR), TEST_CALENDAR),
                 CatalogActivities(catalog),
+                watch=WatchDelivery(env.client, f"record-{name}"),
             )
             async with Worker(
                 env.client,

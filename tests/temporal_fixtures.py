@@ -21,6 +21,7 @@ from temporalio.worker import Worker
 
 from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities, load_catalog
+from activities.watch import WatchDelivery
 from activities.db import create_tables, make_engine
 from activities.store import Store
 from contract import search
@@ -70,6 +71,7 @@ def hall_worker(sqlite_store: Store, catalog):
             store or sqlite_store,
             CalendarActivities(Calendar.load(calendar_dir), calendar_dir),
             CatalogActivities(catalog),
+            watch=WatchDelivery(client, task_queue),
         )
         with ThreadPoolExecutor(max_workers=8) as executor:
             async with Worker(

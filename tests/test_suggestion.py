@@ -4,7 +4,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
+from temporalio.common import WorkflowIDConflictPolicy
 
 from activities.publication import PublicationActivities
 from contract import search
@@ -27,6 +28,7 @@ from workflows.suggestion import SuggestionWorkflow
 GENERAL_DUE = datetime(2099, 10, 27, 16, tzinfo=timezone.utc)
 COMPLEX_DUE = datetime(2099, 11, 17, 16, tzinfo=timezone.utc)
 MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
 
 
 def suggestion(no: str = "SUG-0001", complexity: str = "general") -> Suggestion:
@@ -102,6 +104,9 @@ async def test_an_answer_is_published_and_the_submitter_told(env, hall_worker, s
             Respond(department="natural-resources", officer="officer-zhou", adopted=False, reason="周六已有预约办理"),
         )
         desc = await refused_handle.describe()
+        late_reclassify = await _refusal(
+            refused_handle, SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="x", by="coordinator-1")
+        )
 
     public = PublicationActivities(sqlite_store.engine).published()
     assert {(p.suggestion_no, p.adopted, p.reason, p.measures) for p in public} == {
@@ -116,6 +121,12 @@ async def test_an_answer_is_published_and_the_submitter_told(env, hall_worker, s
     assert [n.recipient for n in told] == ["submitter:citizen-8812"] and "周六已有预约办理" in told[0].body
     assert _actions(sqlite_store, "SUG-R") == ["submitted", "answered", "published"]
     assert desc.typed_search_attributes.get(search.FEEDBACK_STAGE) == "answered"
+    assert "SUG-R has been answered: reclassify is accepted only while it is open" in late_reclassify
+    # The submitter's id is only ever a notice recipient: never in the audit trail or a notice text.
+    trail = sqlite_store.audit_trail("suggestion", "SUG-A") + sqlite_store.audit_trail("suggestion", "SUG-R")
+    notices = sqlite_store.notices("SUG-A") + sqlite_store.notices("SUG-R")
+    assert "citizen-8812" not in str([e.model_dump() for e in trail])
+    assert "citizen-8812" not in str([n.model_dump(exclude={"recipient"}) for n in notices])
 
 
 async def test_non_adoption_without_reason_and_the_wrong_department_are_refused(env, hall_worker):
@@ -166,6 +177,68 @@ async def test_reminded_the_day_before_then_escalated_at_the_deadline_and_answer
     assert published.on_time is False
 
 
+async def test_an_overdue_suggestion_reclassified_as_complex_is_no_longer_overdue_and_is_chased_again(
+    env, hall_worker, sqlite_store
+):
+    async with hall_worker(env.client) as tq:
+        handle, _ = await _start(env, tq, suggestion())
+        await travel_to(env, GENERAL_DUE + MINUTE)
+        await _wait(handle, lambda s: s.overdue)
+        await eventually(lambda: "step_overdue" in _actions(sqlite_store, "SUG-0001"))
+        moved = await handle.execute_update(
+            SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="needs a staffing study", by="coordinator-1")
+        )
+        moved_attrs = (await handle.describe()).typed_search_attributes
+        # The complex deadline gets its own reminder and escalation.
+        await travel_to(env, COMPLEX_DUE - timedelta(days=1) + MINUTE)
+        await eventually(lambda: _actions(sqlite_store, "SUG-0001").count("reminded") == 2)
+        await travel_to(env, COMPLEX_DUE + MINUTE)
+        again = await _wait(handle, lambda s: s.overdue)
+        await eventually(lambda: _actions(sqlite_store, "SUG-0001").count("step_overdue") == 2)
+        again_attrs = (await handle.describe()).typed_search_attributes
+
+    assert moved.due_at == COMPLEX_DUE and not moved.overdue and moved.stage == SuggestionStage.OPEN
+    assert moved_attrs.get(search.STEP_OVERDUE) is False and moved_attrs.get(search.STEP_DUE_AT) == COMPLEX_DUE
+    assert again.overdue and again_attrs.get(search.STEP_OVERDUE) is True
+    assert _actions(sqlite_store, "SUG-0001") == [
+        "submitted", "reminded", "step_overdue", "reclassified", "reminded", "step_overdue"
+    ]
+    chased = [(n.kind, n.recipient, n.at) for n in sqlite_store.notices("SUG-0001") if n.kind != "suggestion_received"]
+    assert [(kind, to) for kind, to, _ in chased] == [
+        ("suggestion_reminder", "natural-resources"),
+        ("suggestion_overdue", "head:natural-resources"),
+        ("suggestion_reminder", "natural-resources"),
+        ("suggestion_overdue", "head:natural-resources"),
+    ]
+    expected = [GENERAL_DUE - timedelta(days=1), GENERAL_DUE, COMPLEX_DUE - timedelta(days=1), COMPLEX_DUE]
+    assert all(abs(at - want) < timedelta(seconds=5) for (_, _, at), want in zip(chased, expected))
+
+
+async def test_an_answer_sent_with_the_start_is_refused_until_the_deadline_is_known(env, hall_worker, sqlite_store):
+    s = suggestion()
+    async with hall_worker(env.client) as tq:
+        await travel_to(env, WEDNESDAY_BEFORE_NATIONAL_DAY)
+        start = WithStartWorkflowOperation(
+            SuggestionWorkflow.run, s, id=suggestion_workflow_id(s.suggestion_no), task_queue=tq,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL, execution_timeout=timedelta(days=400),
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as early:
+            await env.client.execute_update_with_start_workflow(
+                SuggestionWorkflow.respond,
+                Respond(department="natural-resources", officer="officer-zhou", adopted=True),
+                start_workflow_operation=start,
+            )
+        handle = await start.workflow_handle()
+        registered = await _wait(handle, lambda st: st.due_at is not None)
+        answered = await handle.execute_update(
+            SuggestionWorkflow.respond, Respond(department="natural-resources", officer="officer-zhou", adopted=True)
+        )
+
+    assert "still being registered" in str(early.value.cause) and "again in a moment" in str(early.value.cause)
+    assert registered.due_at == GENERAL_DUE
+    assert answered.stage == SuggestionStage.ANSWERED and answered.answer is not None and answered.answer.on_time
+
+
 def test_publication_is_written_once_per_key(db_engine):
     publications = PublicationActivities(db_engine)
     at = datetime(2099, 10, 9, 2, tzinfo=timezone.utc)
@@ -177,3 +250,18 @@ def test_publication_is_written_once_per_key(db_engine):
     assert publications.publish_answer(record) is True
     assert publications.publish_answer(record) is False  # a retry
     assert publications.published("taxation") == [entry] and publications.published("other") == []
+
+
+def test_a_second_answer_for_the_same_suggestion_replaces_the_published_one(db_engine):
+    """A run reset to before its answer answers again with new keys: one entry, the newest answer."""
+    publications = PublicationActivities(db_engine)
+    at = datetime(2099, 10, 9, 2, tzinfo=timezone.utc)
+    first = Publication(
+        suggestion_no="SUG-7", topic="t", department="taxation", complexity="general", adopted=False,
+        reason="周六已有预约办理", submitted_at=at, answered_at=at, on_time=True,
+    )
+    second = first.model_copy(update={"adopted": True, "reason": "", "measures": "周六开放至17:00", "answered_at": at + HOUR})
+    assert publications.publish_answer(PublicationRecord(key="run-1", entry=first)) is True
+    assert publications.publish_answer(PublicationRecord(key="run-2", entry=second)) is True
+    assert publications.publish_answer(PublicationRecord(key="run-2", entry=second)) is False  # a retry
+    assert publications.published() == [second]

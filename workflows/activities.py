@@ -12,7 +12,7 @@ from temporalio.common import RetryPolicy
 from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, WorkingDaysRequest
 from contract.case import CaseRegistration
 from contract.matter import Matter
-from contract.rating import FeedbackPolicy, RatingRecord
+from contract.rating import FeedbackPolicy, Rating, RatingRecord
 from contract.suggestion import PublicationRecord
 from contract.risk import RiskEntry, RiskPolicy
 from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
@@ -98,4 +98,10 @@ async def risk_policy() -> RiskPolicy:
 async def record_risk(entry: RiskEntry) -> None:
     await workflow.execute_activity(
         "record_risk", entry, summary=f"risk register: {entry.level} {entry.state}", **_STORE
+    )
+
+
+async def send_rating_to_watch(rating: Rating) -> None:
+    await workflow.execute_activity(
+        "send_rating_to_watch", rating, summary=f"rating to the {rating.department} watch", **_STORE
     )

@@ -68,6 +68,8 @@ AUTOMATIC_RULE = "rule:complete-materials"
 RATING_PATCH = "rating-window"
 # Since this patch an overdue case raises one risk (step 4), RiskWorkflow `risk-case-<case_no>`.
 OVERDUE_RISK_PATCH = "overdue-risk"
+# Since this patch every rating also goes to its department's satisfaction watch (step 4).
+SATISFACTION_WATCH_PATCH = "satisfaction-watch"
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -174,6 +176,8 @@ class CaseWorkflow:
             rating = self._rating
             assert rating is not None and self._outcome is not None
             self._outcome.rating = rating.score
+            if workflow.patched(SATISFACTION_WATCH_PATCH):
+                await act.send_rating_to_watch(rating)
             if rating.bad:
                 await self._start_rectification(rating, policy.verify_days, policy.rectify_days)
         else:

@@ -100,6 +100,14 @@ class RiskWorkflow:
         self._entry.state, self._entry.resolved_at = RiskState.RESOLVED, workflow.now()
         await self._save()
         await self._trail.record("resolved", self._resolve.officer, self._resolve.summary)
+        if report.source == "satisfaction":
+            # Let the department's watch open another emergency if the rate is still over the line.
+            try:
+                await workflow.get_external_workflow_handle(f"satisfaction-{report.responsible_department}").signal(
+                    "risk_closed", report.risk_no
+                )
+            except Exception as err:  # the watch may be gone; the risk is closed either way
+                workflow.logger.warning("watch_not_told", extra={"risk_no": report.risk_no, "error": str(err)})
         self._closed = True
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status()

@@ -1,8 +1,10 @@
 """SuggestionWorkflow: a public suggestion answered on deadline, the answer published (采纳公示).
 
-15 working days for a general suggestion, 30 for a complex one, counted from submission; a
-reclassification recomputes the deadline from the same submission. Reminded the day before,
-escalated to the department head when missed, and open until answered.
+15 working days for a general suggestion, 30 for a complex one, counted from submission (domain.md,
+Feedback); a reclassification recomputes the deadline from the same submission. The department is
+reminded at 00:00 of the deadline's last working day, its head is told when the deadline passes,
+and the suggestion stays open until answered. Every answer says adopted or not, a non-adoption
+with its reason; the answer is published (采纳公示) without the submitter, who is told.
 """
 
 from datetime import datetime
@@ -154,6 +156,12 @@ class SuggestionWorkflow:
     @respond.validator
     def _check_respond(self, req: Respond) -> None:
         self._require_open("respond")
+        if self._reclassifying:
+            # Answered now, it would be judged against the old deadline and logged before "reclassified".
+            raise ApplicationError(
+                f"suggestion {self._s.suggestion_no} is being reclassified; send the answer again in a moment",
+                type="Busy",
+            )
         if req.department != self._s.department:
             raise ApplicationError(
                 f"suggestion {self._s.suggestion_no} is for {self._s.department} to answer, not {req.department}",
@@ -161,9 +169,16 @@ class SuggestionWorkflow:
             )
 
     def _require_open(self, update: str) -> None:
-        if self._stage != SuggestionStage.OPEN or self._response is not None or self._due is None:
+        if self._due is None:
+            # Only before the first calendar answer, e.g. an Update sent with the start (update-with-start).
             raise ApplicationError(
-                f"suggestion {self._s.suggestion_no} is {self._stage.value}: {update} is accepted only while it is open",
+                f"suggestion {self._s.suggestion_no} is still being registered (its deadline is being computed): "
+                f"send {update} again in a moment",
+                type="WrongStage",
+            )
+        if self._stage != SuggestionStage.OPEN or self._response is not None:
+            raise ApplicationError(
+                f"suggestion {self._s.suggestion_no} has been answered: {update} is accepted only while it is open",
                 type="WrongStage",
             )
 

@@ -1,0 +1,26 @@
+"""Hands each rating to its department's satisfaction watch (signal-with-start: the first rating
+of a department starts its watch). A retry may deliver twice; the watch drops the repeat."""
+
+from temporalio import activity
+from temporalio.client import Client
+
+from contract.rating import Rating
+from contract.risk import WatchState
+
+
+class WatchDelivery:
+    def __init__(self, client: Client, task_queue: str) -> None:
+        self.client = client
+        self.task_queue = task_queue
+
+    @activity.defn(name="send_rating_to_watch")
+    async def send_rating_to_watch(self, rating: Rating) -> None:
+        await self.client.start_workflow(
+            "SatisfactionWatchWorkflow",
+            WatchState(department=rating.department),
+            id=f"satisfaction-{rating.department}",
+            task_queue=self.task_queue,
+            start_signal="rating",
+            start_signal_args=[rating],
+            static_summary=f"satisfaction watch · {rating.department}",
+        )

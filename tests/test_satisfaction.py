@@ -1,0 +1,143 @@
+"""The satisfaction watch: a bad-review rate over 5% (on enough ratings) starts one red risk."""
+
+import tomllib
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from temporalio.worker import Worker
+
+from activities.calendar import Calendar, CalendarActivities
+from activities.catalog import CatalogActivities
+from activities.risk import RiskActivities
+from activities.watch import WatchDelivery
+from contract.rating import Rating
+from contract.risk import Level, RiskPolicy
+from settings import ROOT
+from tests.builders import eventually, wait_status
+from tests.temporal_fixtures import TEST_CALENDAR
+from worker import WORKFLOWS, hallflow_activities
+from workflows.satisfaction import SatisfactionWatchWorkflow, watch_workflow_id
+
+DEPARTMENT = "taxation"
+
+
+def policy(**satisfaction) -> RiskPolicy:
+    data = tomllib.loads((ROOT / "data" / "risk.toml").read_text(encoding="utf-8"))
+    data["satisfaction"] = {**data["satisfaction"], **satisfaction}
+    return RiskPolicy.model_validate(data)
+
+
+class Hall:
+    """A worker with the watch, and a way to rate cases of DEPARTMENT as CaseWorkflow does."""
+
+    def __init__(self, env, store, catalog, risk_policy: RiskPolicy) -> None:
+        self.env, self.store, self.catalog, self.policy = env, store, catalog, risk_policy
+        self.task_queue = f"watch-{uuid.uuid4()}"
+        self.delivery = WatchDelivery(env.client, self.task_queue)
+        self.count = 0
+
+    async def __aenter__(self):
+        self.executor = ThreadPoolExecutor(max_workers=8)
+        activities = hallflow_activities(
+            self.store,
+            CalendarActivities(Calendar.load(TEST_CALENDAR), TEST_CALENDAR),
+            CatalogActivities(self.catalog),
+            risks=RiskActivities(self.store.engine, self.policy),
+            watch=self.delivery,
+        )
+        self.worker = Worker(
+            self.env.client, task_queue=self.task_queue, workflows=WORKFLOWS, activities=activities,
+            activity_executor=self.executor,
+        )
+        await self.worker.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.worker.__aexit__(*exc)
+        self.executor.shutdown()
+
+    async def rate(self, *scores: int) -> None:
+        for score in scores:
+            self.count += 1
+            await self.delivery.send_rating_to_watch(self.rating(f"W-{self.count}", score))
+
+    def rating(self, case_no: str, score: int) -> Rating:
+        return Rating(
+            case_no=case_no, matter_code="x", department=DEPARTMENT, hall="h", score=score, channel="app",
+            at=self.now,
+        )
+
+    async def status(self, check=lambda s: True):
+        handle = self.env.client.get_workflow_handle(watch_workflow_id(DEPARTMENT))
+        return await wait_status(handle, check, query=SatisfactionWatchWorkflow.status)
+
+
+def _actions(store) -> list[str]:
+    return [e.action for e in store.audit_trail("satisfaction", DEPARTMENT)]
+
+
+async def test_over_five_percent_on_enough_ratings_starts_one_red_risk_and_records_the_recovery(
+    env, sqlite_store, catalog
+):
+    async with Hall(env, sqlite_store, catalog, policy()) as hall:
+        hall.now = await env.get_current_time()
+        await hall.rate(1, *[5] * 18)  # 1 bad of 19: 5.3%, but too few ratings to judge
+        small = await hall.status(lambda s: s.ratings == 19)
+        await hall.rate(5)  # 1 of 20: exactly 5%, not over
+        at_line = await hall.status(lambda s: s.ratings == 20)
+        await hall.rate(2)  # 2 of 21: 9.5%
+        over = await hall.status(lambda s: s.open_risk is not None)
+        await hall.rate(1)  # still over: no second risk while one is open
+        await hall.rate(*[5] * 30)  # 3 of 52: 5.8% ... then under
+        await hall.rate(*[5] * 10)  # 3 of 62: 4.8%
+        back = await hall.status(lambda s: s.ratings == 62 and not s.over_line)
+        await eventually(lambda: "rate_back_below_line" in _actions(sqlite_store))
+        register = RiskActivities(sqlite_store.engine, None).register(department=DEPARTMENT)
+
+    assert small.bad_share is None and not small.over_line
+    assert at_line.bad_share == 0.05 and not at_line.over_line
+    assert over.over_line and over.open_risk.startswith("satisfaction-taxation-")
+    assert [(r.source, r.level) for r in register] == [("satisfaction", Level.RED)]
+    assert _actions(sqlite_store) == ["rate_over_line", "emergency_started", "rate_back_below_line"]
+    assert back.bad == 3
+
+
+async def test_too_few_ratings_are_never_judged(env, sqlite_store, catalog):
+    async with Hall(env, sqlite_store, catalog, policy()) as hall:
+        hall.now = await env.get_current_time()
+        await hall.rate(1, 1, 1)
+        status = await hall.status(lambda s: s.ratings == 3)
+
+    assert status.bad == 3 and status.bad_share is None and status.open_risk is None
+    assert _actions(sqlite_store) == []
+
+
+async def test_a_rating_delivered_twice_counts_once(env, sqlite_store, catalog):
+    async with Hall(env, sqlite_store, catalog, policy()) as hall:
+        hall.now = await env.get_current_time()
+        twice = hall.rating("W-SAME", 1)
+        await hall.delivery.send_rating_to_watch(twice)
+        await hall.delivery.send_rating_to_watch(twice)
+        await hall.rate(5)
+        status = await hall.status(lambda s: s.ratings >= 2)
+
+    assert (status.ratings, status.bad) == (2, 1)
+
+
+async def test_continue_as_new_keeps_the_window_and_old_ratings_leave_it(env, sqlite_store, catalog):
+    async with Hall(env, sqlite_store, catalog, policy(ratings_per_run=10, min_ratings=5)) as hall:
+        hall.now = await env.get_current_time()
+        await hall.rate(*[5] * 25)
+        handle = env.client.get_workflow_handle(watch_workflow_id(DEPARTMENT))
+        carried = await hall.status(lambda s: s.ratings == 25)
+        desc = await handle.describe()
+        await env.sleep(timedelta(days=31))
+        hall.now = await env.get_current_time()
+        await hall.rate(1)
+        fresh = await hall.status(lambda s: s.ratings == 1)
+
+    # 25 signals at 10 per run: the watch continued as new twice, the window intact.
+    assert carried.ratings == 25 and desc.run_id != desc.raw_description.workflow_execution_info.first_run_id
+    # A month later only the new rating is in the window.
+    assert (fresh.ratings, fresh.bad) == (1, 1)

@@ -1,0 +1,124 @@
+"""SatisfactionWatchWorkflow: one per department (`satisfaction-<department>`), fed every rating.
+
+The bad-review rate over the last `window_days`, judged on at least `min_ratings` ratings: over
+`max_bad_share` (5%) starts an emergency response — a red RiskWorkflow for the department, at most
+one open at a time — and it records when the rate falls back below the line. Continues as new
+before its history grows large, carrying the window.
+"""
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.workflow import ParentClosePolicy
+
+with workflow.unsafe.imports_passed_through():
+    from contract.rating import Rating
+    from contract.risk import Level, RiskPolicy, RiskReport, WatchState, WatchStatus, risk_workflow_id
+    from workflows import activities as act
+    from workflows.feedback import SYSTEM, Trail
+
+
+def watch_workflow_id(department: str) -> str:
+    return f"satisfaction-{department}"
+
+
+@workflow.defn(name="SatisfactionWatchWorkflow")
+class SatisfactionWatchWorkflow:
+    @workflow.init
+    def __init__(self, state: WatchState) -> None:
+        self._state = state
+        self._inbox: list[Rating] = []
+        self._received = 0
+        self._policy: RiskPolicy | None = None
+
+    @workflow.run
+    async def run(self, state: WatchState) -> None:
+        policy = self._policy = await act.risk_policy()
+        watch = policy.satisfaction
+        trail = Trail("satisfaction", state.department)
+        while True:
+            await workflow.wait_condition(lambda: bool(self._inbox) or self._should_continue(watch.ratings_per_run))
+            while self._inbox:
+                await self._take(self._inbox.pop(0), trail)
+            if self._should_continue(watch.ratings_per_run) and not self._inbox:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._state)
+
+    def _should_continue(self, per_run: int) -> bool:
+        return self._received >= per_run or workflow.info().is_continue_as_new_suggested()
+
+    async def _take(self, rating: Rating, trail: Trail) -> None:
+        assert self._policy is not None
+        watch, state = self._policy.satisfaction, self._state
+        since = workflow.now() - timedelta(days=watch.window_days)
+        state.ratings = [r for r in state.ratings if r[0] > since]
+        if any(case_no == rating.case_no for _, _, case_no in state.ratings):
+            return  # the same rating delivered twice (a retried delivery)
+        state.ratings.append((rating.at, rating.bad, rating.case_no))
+        status = self.status()
+        if status.bad_share is None:
+            return
+        over = status.bad_share > watch.max_bad_share
+        details = {"ratings": status.ratings, "bad": status.bad, "bad_share": round(status.bad_share, 4)}
+        if over and not state.over_line:
+            state.over_line = True
+            await trail.record("rate_over_line", SYSTEM, details=details)
+        elif not over and state.over_line:
+            state.over_line = False
+            await trail.record("rate_back_below_line", SYSTEM, details=details)
+        if over and state.open_risk is None:
+            await self._emergency(details, trail)
+
+    async def _emergency(self, details: dict, trail: Trail) -> None:
+        state = self._state
+        state.risks_raised += 1
+        risk_no = f"satisfaction-{state.department}-{workflow.now():%Y%m%d}-{state.risks_raised}"
+        report = RiskReport(
+            risk_no=risk_no,
+            source="satisfaction",
+            type="execution",
+            title=f"bad-review rate {details['bad_share']:.1%} over the last {self._policy.satisfaction.window_days} days",
+            probability=1.0,
+            impact="high",
+            responsible_department=state.department,
+            owner=f"head:{state.department}",
+            level=Level.RED,  # domain.md: over 5% starts an emergency response
+        )
+        try:
+            await workflow.start_child_workflow(
+                "RiskWorkflow",
+                report,
+                id=risk_workflow_id(risk_no),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                static_summary=f"satisfaction emergency · {state.department}",
+            )
+        except WorkflowAlreadyStartedError:
+            pass
+        state.open_risk = risk_no
+        await trail.record("emergency_started", SYSTEM, details={**details, "risk_no": risk_no})
+
+    @workflow.signal(name="rating")
+    def rating(self, rating: Rating) -> None:
+        # A signal: each case hands its rating over and goes on; the watch takes them in order.
+        self._received += 1
+        self._inbox.append(rating)
+
+    @workflow.signal(name="risk_closed")
+    def risk_closed(self, risk_no: str) -> None:
+        if self._state.open_risk == risk_no:
+            self._state.open_risk = None
+
+    @workflow.query(name="status")
+    def status(self) -> WatchStatus:
+        ratings = self._state.ratings
+        bad = sum(1 for _, is_bad, _ in ratings if is_bad)
+        enough = self._policy is not None and len(ratings) >= self._policy.satisfaction.min_ratings
+        return WatchStatus(
+            department=self._state.department,
+            ratings=len(ratings),
+            bad=bad,
+            bad_share=bad / len(ratings) if enough else None,
+            over_line=self._state.over_line,
+            open_risk=self._state.open_risk,
+        )
