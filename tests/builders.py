@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 
 from temporalio.client import Client, WorkflowHandle
+from temporalio.service import RPCError, RPCStatusCode
 
 from contract.case import Applicant, CaseApplication, case_workflow_id
 from contract.matter import Matter
@@ -51,7 +52,14 @@ async def wait_status(handle: WorkflowHandle, check, timeout: float = 10.0, quer
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
-        status = await handle.query(query or CaseWorkflow.status)
+        try:
+            status = await handle.query(query or CaseWorkflow.status)
+        except RPCError as err:
+            # A query that times out while the worker is between runs (continue-as-new) or busy:
+            # ask again until our own deadline.
+            if err.status != RPCStatusCode.DEADLINE_EXCEEDED and "Timeout" not in err.message or loop.time() > end:
+                raise
+            continue
         if check(status) or loop.time() > end:
             return status
         await asyncio.sleep(0.02)

@@ -1,13 +1,22 @@
 """意见征集 → 研究采纳 → 结果反馈: answered on a working-day deadline, published, submitter told."""
 
+import asyncio
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WithStartWorkflowOperation, WorkflowUpdateFailedError
 from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+from temporalio.worker import Worker
 
+from activities.calendar import Calendar, CalendarActivities
+from activities.catalog import CatalogActivities
 from activities.publication import PublicationActivities
+from contract.calendar import WorkingDays, WorkingDaysRequest
 from contract import search
 from contract.suggestion import (
     Publication,
@@ -19,12 +28,17 @@ from contract.suggestion import (
     suggestion_workflow_id,
 )
 from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually, wait_status
-from tests.temporal_fixtures import travel_to
+from tests.temporal_fixtures import TEST_CALENDAR, travel_to
+from worker import hallflow_activities
 from workflows.suggestion import SuggestionWorkflow
 
 # Submitted Wed 2099-09-30 10:00 +08:00, the eve of National Day (10-01..07 off, Sat 10-10 a
-# make-up workday). General, 15 working days: 10-08, 10-09, 10-10, 10-12..16, 10-19..23, 10-26,
-# 10-27 -> due Tue 10-27 24:00. Complex, 30: on through 11-17 -> due Tue 11-17 24:00.
+# make-up workday, tests/data/calendar/2099.toml). The day of submission is not counted.
+# General, 15 working days: 1 10-08, 2 10-09, 3 Sat 10-10, [Sun 10-11], 4 10-12, 5 10-13, 6 10-14,
+# 7 10-15, 8 10-16, 9 10-19, 10 10-20, 11 10-21, 12 10-22, 13 10-23, 14 10-26, 15 10-27
+# -> due Tue 10-27 24:00 (+08:00) = 16:00 UTC.
+# Complex, 30: 16 10-28, 17 10-29, 18 10-30, 19 11-02, 20 11-03, 21 11-04, 22 11-05, 23 11-06,
+# 24 11-09, 25 11-10, 26 11-11, 27 11-12, 28 11-13, 29 11-16, 30 11-17 -> due Tue 11-17 24:00.
 GENERAL_DUE = datetime(2099, 10, 27, 16, tzinfo=timezone.utc)
 COMPLEX_DUE = datetime(2099, 11, 17, 16, tzinfo=timezone.utc)
 MINUTE = timedelta(minutes=1)
@@ -104,9 +118,11 @@ async def test_an_answer_is_published_and_the_submitter_told(env, hall_worker, s
             Respond(department="natural-resources", officer="officer-zhou", adopted=False, reason="周六已有预约办理"),
         )
         desc = await refused_handle.describe()
-        late_reclassify = await _refusal(
-            refused_handle, SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="x", by="coordinator-1")
-        )
+        # Answered means done: the run has completed, so the server itself refuses any later Update.
+        with pytest.raises(RPCError):
+            await refused_handle.execute_update(
+                SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="x", by="coordinator-1")
+            )
 
     public = PublicationActivities(sqlite_store.engine).published()
     assert {(p.suggestion_no, p.adopted, p.reason, p.measures) for p in public} == {
@@ -121,7 +137,6 @@ async def test_an_answer_is_published_and_the_submitter_told(env, hall_worker, s
     assert [n.recipient for n in told] == ["submitter:citizen-8812"] and "周六已有预约办理" in told[0].body
     assert _actions(sqlite_store, "SUG-R") == ["submitted", "answered", "published"]
     assert desc.typed_search_attributes.get(search.FEEDBACK_STAGE) == "answered"
-    assert "SUG-R has been answered: reclassify is accepted only while it is open" in late_reclassify
     # The submitter's id is only ever a notice recipient: never in the audit trail or a notice text.
     trail = sqlite_store.audit_trail("suggestion", "SUG-A") + sqlite_store.audit_trail("suggestion", "SUG-R")
     notices = sqlite_store.notices("SUG-A") + sqlite_store.notices("SUG-R")
@@ -237,6 +252,51 @@ async def test_an_answer_sent_with_the_start_is_refused_until_the_deadline_is_kn
     assert "still being registered" in str(early.value.cause) and "again in a moment" in str(early.value.cause)
     assert registered.due_at == GENERAL_DUE
     assert answered.stage == SuggestionStage.ANSWERED and answered.answer is not None and answered.answer.on_time
+
+
+class HeldCalendar(CalendarActivities):
+    """The real test calendar, except that its second answer waits until the test releases it."""
+
+    def __init__(self) -> None:
+        super().__init__(Calendar.load(TEST_CALENDAR))
+        self.asked = 0
+        self.release = asyncio.Event()
+
+    @activity.defn(name="working_days_after")
+    async def working_days_after(self, request: WorkingDaysRequest) -> WorkingDays:
+        self.asked += 1
+        if self.asked > 1:
+            await self.release.wait()
+        return self.calendar.working_days_after(request.start, request.days)
+
+
+async def test_an_answer_while_a_reclassification_is_being_applied_is_refused_then_accepted(
+    env, sqlite_store, catalog
+):
+    calendar = HeldCalendar()
+    activities = hallflow_activities(sqlite_store, calendar, CatalogActivities(catalog))  # with the held calendar
+    tq = f"suggestion-test-{uuid.uuid4()}"
+    answer = Respond(department="natural-resources", officer="officer-zhou", adopted=False, reason="超出本部门职责")
+    with ThreadPoolExecutor(max_workers=4) as executor:
+        async with Worker(
+            env.client, task_queue=tq, workflows=[SuggestionWorkflow], activities=activities, activity_executor=executor
+        ):
+            handle, _ = await _start(env, tq, suggestion())
+            reclassifying = asyncio.create_task(
+                handle.execute_update(
+                    SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="staffing study", by="c-1")
+                )
+            )
+            await eventually(lambda: calendar.asked == 2)  # the new deadline is being computed
+            busy = await _refusal(handle, SuggestionWorkflow.respond, answer)
+            calendar.release.set()
+            reclassified = await reclassifying
+            answered = await handle.execute_update(SuggestionWorkflow.respond, answer)
+
+    assert "SUG-0001 is being reclassified; send the answer again in a moment" in busy
+    assert reclassified.due_at == COMPLEX_DUE
+    assert answered.answer is not None and answered.answer.complexity == "complex" and answered.answer.on_time
+    assert _actions(sqlite_store, "SUG-0001") == ["submitted", "reclassified", "answered", "published"]
 
 
 def test_publication_is_written_once_per_key(db_engine):
