@@ -9,7 +9,18 @@ from pydantic import BaseModel
 
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.rating import ConfirmSetAside, Rate, RectificationOrder, RectificationStatus, Rectify, Verify
-from contract.risk import Acknowledge, Regrade, Resolve, RiskReport, RiskReviewRecord, RiskStatus, SubmitPlan
+from contract.rating import Rating
+from contract.risk import (
+    Acknowledge,
+    Regrade,
+    Resolve,
+    RiskReport,
+    RiskReviewRecord,
+    RiskStatus,
+    SubmitPlan,
+    WatchState,
+    WatchStatus,
+)
 from contract.suggestion import Reclassify, Respond, Suggestion, SuggestionStatus
 from contract.case import CaseApplication, CaseOutcome, CaseStatus, SupplementMaterials, SupplementResult, Withdraw
 
@@ -49,6 +60,9 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "RiskWorkflow.resolve.input": Resolve,
     # Its result, and the answer of each of its updates, is its status.
     "RiskWorkflow.status.result": RiskStatus,
+    "SatisfactionWatchWorkflow.input": WatchState,
+    "SatisfactionWatchWorkflow.rating.input": Rating,  # a signal, sent by CaseWorkflow
+    "SatisfactionWatchWorkflow.status.result": WatchStatus,
 }
 
 

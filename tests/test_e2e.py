@@ -209,7 +209,7 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
 
     doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
     blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
-    assert len(blocks) >= 34
+    assert len(blocks) >= 35
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",

@@ -185,3 +185,35 @@ async def test_an_overdue_case_raises_one_risk_for_its_department(env, hall_work
     actions = [e.action for e in sqlite_store.audit_trail("case", app.case_no)]
     assert actions.count("risk_raised") == 1 and actions.count("deadline_red") == 1
     assert [r.case_no for r in RiskActivities(sqlite_store.engine, None).register()] == [app.case_no]
+
+
+@pytest.mark.parametrize(
+    ("probability", "impact", "level", "ack_due", "plan_due"),
+    [
+        # Yellow: 1 and 5 working days from Mon 01-05 -> Tue 01-06 and Mon 01-12, 24:00.
+        (0.5, "medium", Level.YELLOW, datetime(2099, 1, 6, 16, tzinfo=timezone.utc), datetime(2099, 1, 12, 16, tzinfo=timezone.utc)),
+        # Blue: 3 and 10 working days -> Thu 01-08 and Mon 01-19, 24:00.
+        (0.2, "low", Level.BLUE, datetime(2099, 1, 8, 16, tzinfo=timezone.utc), datetime(2099, 1, 19, 16, tzinfo=timezone.utc)),
+    ],
+)
+async def test_yellow_and_blue_steps_met_on_the_last_working_day_do_not_escalate(
+    env, hall_worker, sqlite_store, probability, impact, level, ack_due, plan_due
+):
+    no = f"R-{level.value}-MET"
+    async with hall_worker(env.client) as tq:
+        handle, opened = await _start(env, tq, report(no, probability, impact))
+        await travel_to(env, ack_due - HOUR)
+        await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="officer-li", group="g"))
+        planning = await wait_status(
+            handle, lambda s: s.entry.state == RiskState.AWAITING_PLAN and s.due_at is not None, query=RiskWorkflow.status
+        )
+        await travel_to(env, plan_due - HOUR)
+        await handle.execute_update(
+            RiskWorkflow.submit_plan, SubmitPlan(officer="officer-li", plan="p", due=plan_due + timedelta(days=5))
+        )
+        handling = await wait_status(handle, lambda s: s.entry.state == RiskState.HANDLING, query=RiskWorkflow.status)
+
+    assert opened.entry.level == level and opened.due_at == ack_due
+    assert planning.due_at == plan_due
+    assert handling.entry.level == level and handling.entry.escalations == 0
+    assert "step_missed" not in _actions(sqlite_store, no)
