@@ -320,3 +320,74 @@ def test_a_risk_is_reported_handled_and_listed_in_the_register_through_starter(h
     resolved = hall("resolve", no, "--officer", "officer-li", "--summary", "queue cleared")
     assert resolved.returncode == 0 and '"state": "resolved"' in resolved.stdout
     assert '"state": "resolved"' in hall("risks", "--department", "market-regulation").stdout
+
+
+async def test_every_ui_filter_in_the_readme_runs_and_finds_its_workflows(hall, dev_server):
+    """The README's "find it in the UI" filters, run against the dev server on cases made for them."""
+    import asyncio
+    import re
+
+    run = time.time_ns()
+    full = "business-licence-application,articles-of-association,shareholder-qualification,legal-representative-appointment"
+    common = ("--hall", "hall-central", "--clerk", "clerk-01")
+    deferred, consulting, panel, fund = (f"UI-{run}-{n}" for n in ("D", "C", "P", "F"))
+    assert hall("start", "--case-no", deferred, "--matter", "enterprise-opening", *common, "--applicant-id", "app-ui-1",
+                "--materials", full + ",seal-engraving-form", "--commitment-signed").returncode == 0
+    assert hall("start", "--case-no", consulting, "--matter", "real-estate-registration", *common, "--applicant-id",
+                "app-ui-2", "--materials", "registration-application,applicant-identity,ownership-source-proof,"
+                "tax-payment-proof,cadastral-survey-report,marital-status-proof").returncode == 0
+    assert hall("start", "--case-no", panel, "--matter", "enterprise-opening", *common, "--applicant-id", "app-ui-3",
+                "--materials", full + ",residence-proof,seal-engraving-form").returncode == 0
+    assert wait_for(lambda: hall("review", panel, "--reviewer", "officer-li", "--decision", "approve").returncode == 0)
+    assert hall("start", "--case-no", fund, "--matter", "housing-fund-withdrawal", *common, "--applicant-id", "app-ui-4",
+                "--materials", "withdrawal-application,applicant-identity,purchase-proof,bank-card").returncode == 0
+    assert wait_for(lambda: hall("rate", fund, "--score", "1", "--channel", "web").returncode == 0)
+    # A rating of a market-regulation case starts that department's satisfaction watch.
+    rated = f"UI-{run}-G"
+    assert hall("start", "--case-no", rated, "--matter", "enterprise-opening", *common, "--applicant-id", "app-ui-5",
+                "--materials", full + ",residence-proof,seal-engraving-form").returncode == 0
+    assert wait_for(lambda: hall("review", rated, "--reviewer", "officer-li", "--decision", "approve").returncode == 0)
+    for member in ("officer-zhao", "officer-chen"):
+        assert wait_for(lambda: hall("vote", rated, "--member", member, "--choice", "approve").returncode == 0)
+    assert wait_for(lambda: hall("rate", rated, "--score", "4", "--channel", "window").returncode == 0)
+    assert hall("suggest", "--no", f"UI-{run}-S", "--submitter-id", "c-ui", "--topic", "t", "--content", "c",
+                "--department", "market-regulation").returncode == 0
+    assert hall("risk", "--no", f"UI-{run}-R", "--type", "technology", "--title", "readers down", "--probability",
+                "0.9", "--impact", "high", "--department", "market-regulation", "--owner", "officer-li").returncode == 0
+
+    # What each filter must find (at least); the others must run and may find nothing here.
+    expected = {
+        "MaterialsPending = true": f"case-{deferred}",
+        'CaseStage = "awaiting_review" AND Department': f"case-{deferred}",
+        'CaseStage = "consulting"': f"case-{consulting}",
+        'CaseStage = "in_panel"': f"case-{panel}",
+        '"RectificationWorkflow" AND ExecutionStatus': f"rectification-{fund}",
+        '"SuggestionWorkflow" AND FeedbackStage': f"suggestion-UI-{run}-S",
+        '"RiskWorkflow" AND RiskLevel = "red"': f"risk-UI-{run}-R",
+        'WorkflowId = "satisfaction-market-regulation"': "satisfaction-market-regulation",
+        'Hall = "hall-central"': f"case-{deferred}",
+    }
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Find it in the Web UI")[1].split("\n## ")[0]
+    filters = re.findall(r"^\| [^|]+ \| `([^`]+)`", section, re.M)
+    assert len(filters) >= 12
+
+    async def ids(query: str) -> set[str]:
+        return {wf.id async for wf in dev_server.client.list_workflows(query)}
+
+    async def check() -> dict[str, str]:
+        missing = {}
+        for query in filters:
+            found = await ids(query)  # an invalid filter raises here
+            want = next((wf for key, wf in expected.items() if key in query), None)
+            if want and want not in found:
+                missing[query] = want
+        return missing
+
+    for _ in range(50):  # visibility catches up within a moment
+        missing = await check()
+        if not missing:
+            break
+        await asyncio.sleep(0.2)
+    assert not missing, missing
+    assert all(any(key in q for q in filters) for key in expected)
