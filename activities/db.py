@@ -7,11 +7,14 @@ Personal data lives in `applicants` only; every other table holds opaque ids and
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlmodel import Field, SQLModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, Session, SQLModel
+
+T = TypeVar("T")
 
 
 def as_utc(value: datetime) -> datetime:
@@ -176,6 +179,25 @@ def _sqlite_on_begin(connection: Any) -> None:
     # SQLite allows one writer. Taking the write lock at BEGIN makes concurrent transactions
     # queue (busy_timeout) instead of failing halfway when a read turns into a write.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
+    """Run `write` in one transaction and commit.
+
+    Two attempts of one activity may run at once (a retry after a timeout while the first is
+    still working): both check a key, both insert, one hits the unique constraint. Then `write`
+    runs once more and finds the row the other attempt committed.
+    """
+    for attempt in (1, 2):
+        with Session(engine) as session:
+            try:
+                result = write(session)
+                session.commit()
+                return result
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+    raise AssertionError("unreachable")
 
 
 def create_tables(engine: Engine) -> None:

@@ -5,21 +5,17 @@ and a publishing site. It holds no submitter identity. One entry per suggestion:
 for the same suggestion (a run reset to before its answer answers again) replaces the first.
 """
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
 
 import structlog
 from sqlalchemy import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, select
 from temporalio import activity
 
-from activities.db import UtcDateTime
+from activities.db import UtcDateTime, transaction
 from contract.suggestion import Publication, PublicationRecord
 
 log = structlog.get_logger()
-T = TypeVar("T")
 
 
 class PublicationRow(SQLModel, table=True):
@@ -65,7 +61,7 @@ class PublicationActivities:
             row.key = record.key
             return "replaced"
 
-        outcome = self._transaction(write)
+        outcome = transaction(self.engine, write)
         if outcome == "already_published":
             log.debug("answer_already_published", suggestion_no=record.entry.suggestion_no, key=record.key)
             return False
@@ -84,17 +80,3 @@ class PublicationActivities:
             query = query.where(PublicationRow.department == department)
         with Session(self.engine) as session:
             return [Publication.model_validate(r, from_attributes=True) for r in session.exec(query)]
-
-    def _transaction(self, write: Callable[[Session], T]) -> T:
-        """Run `write` in one transaction and commit. Two attempts of one activity may insert at
-        once; the loser of the unique constraint runs `write` again and finds the winner's row."""
-        for attempt in (1, 2):
-            with Session(self.engine) as session:
-                try:
-                    result = write(session)
-                    session.commit()
-                    return result
-                except IntegrityError:
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")

@@ -7,23 +7,21 @@ Logs carry case numbers, codes and keys, never personal data.
 """
 
 from datetime import datetime, timezone
-from typing import Any, Callable, TypeVar
+from typing import Any
 
 import structlog
 from sqlalchemy import Engine, update
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.db import ApplicantRow, AuditRow, BrokenCommitmentRow, CaseRow, OutboxRow, RatingRow
+from activities.db import ApplicantRow, AuditRow, BrokenCommitmentRow, CaseRow, OutboxRow, RatingRow, transaction
 from activities.notify import Channel, LogChannel
 from contract.case import CaseRegistration, CaseStage
 from contract.rating import Rating, RatingRecord
 from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
 
 log = structlog.get_logger()
-T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -81,7 +79,7 @@ class Store:
             elif _assign(case, facts):
                 case.updated_at = now
 
-        self._transaction(write)
+        transaction(self.engine, write)
         log.info("case_registered", case_no=reg.case_no, matter_code=reg.matter_code)
 
     @activity.defn(name="record_case_event")
@@ -111,7 +109,7 @@ class Store:
                 case.updated_at = now
             return True
 
-        if not self._transaction(write):
+        if not transaction(self.engine, write):
             log.debug("case_event_already_recorded", case_no=snapshot.case_no, key=audit.key)
             return False
         log.info(
@@ -245,22 +243,4 @@ class Store:
             session.add(type(row).model_validate(row.model_dump()))
             return True
 
-        return self._transaction(write)
-
-    def _transaction(self, write: Callable[[Session], T]) -> T:
-        """Run `write` in one transaction and commit.
-
-        Two attempts of one activity may run at once (a retry after a timeout while the first is
-        still working): both check a key, both insert, one hits the unique constraint. Then
-        `write` runs once more and finds the row the other attempt committed.
-        """
-        for attempt in (1, 2):
-            with Session(self.engine) as session:
-                try:
-                    result = write(session)
-                    session.commit()
-                    return result
-                except IntegrityError:
-                    if attempt == 2:
-                        raise
-        raise AssertionError("unreachable")
+        return transaction(self.engine, write)
