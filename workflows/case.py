@@ -19,8 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
@@ -58,6 +57,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import notices
     from workflows.approval import Tally, consultations_settled, disagreements
     from workflows.clock import CaseClock, end_of_day, local_date, wait_until
+    from workflows.detached import start_detached
 
 SYSTEM = "hallflow"
 LAST_EVENTS = 10
@@ -198,19 +198,10 @@ class CaseWorkflow:
             rectify_days=rectify_days,
         )
         workflow_id = f"rectification-{self._app.case_no}"
-        try:
-            await workflow.start_child_workflow(
-                "RectificationWorkflow",
-                order,
-                id=workflow_id,
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"bad review of case {self._app.case_no} · {rating.department}",
-            )
-        except WorkflowAlreadyStartedError:
-            # Someone started it by hand: that one stands; the case must not fail over it.
-            await self._record("rectification_already_open", SYSTEM, details={"workflow_id": workflow_id})
-            return
-        await self._record("rectification_started", SYSTEM, details={"workflow_id": workflow_id})
+        summary = f"bad review of case {self._app.case_no} · {rating.department}"
+        started = await start_detached("RectificationWorkflow", order, workflow_id, summary)
+        action = "rectification_started" if started else "rectification_already_open"
+        await self._record(action, SYSTEM, details={"workflow_id": workflow_id})
 
     async def _wait_for_review_before_step_2(self, matter: Matter) -> None:
         """How cases started before the approval route behave: kept for their replay."""
@@ -635,17 +626,9 @@ class CaseWorkflow:
             owner=f"head:{self._matter.lead_department}",
             case_no=self._app.case_no,
         )
-        try:
-            await workflow.start_child_workflow(
-                "RiskWorkflow",
-                report,
-                id=risk_workflow_id(risk_no),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"overdue case {self._app.case_no} · {self._matter.lead_department}",
-            )
-        except WorkflowAlreadyStartedError:
-            return
-        await self._record("risk_raised", SYSTEM, details={"workflow_id": risk_workflow_id(risk_no)})
+        summary = f"overdue case {self._app.case_no} · {self._matter.lead_department}"
+        if await start_detached("RiskWorkflow", report, risk_workflow_id(risk_no), summary):
+            await self._record("risk_raised", SYSTEM, details={"workflow_id": risk_workflow_id(risk_no)})
 
     def _waiting_on(self) -> list[str]:
         if self._stage == CaseStage.CONSULTING:

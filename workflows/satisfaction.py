@@ -9,13 +9,12 @@ before its history grows large, carrying the window.
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.workflow import ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from contract.rating import Rating
     from contract.risk import Level, RiskPolicy, RiskReport, WatchState, WatchStatus, risk_workflow_id
     from workflows import activities as act
+    from workflows.detached import start_detached
     from workflows.feedback import SYSTEM, Trail
 
 
@@ -85,16 +84,7 @@ class SatisfactionWatchWorkflow:
             owner=f"head:{state.department}",
             level=Level.RED,  # domain.md: over 5% starts an emergency response
         )
-        try:
-            await workflow.start_child_workflow(
-                "RiskWorkflow",
-                report,
-                id=risk_workflow_id(risk_no),
-                parent_close_policy=ParentClosePolicy.ABANDON,
-                static_summary=f"satisfaction emergency · {state.department}",
-            )
-        except WorkflowAlreadyStartedError:
-            pass
+        await start_detached("RiskWorkflow", report, risk_workflow_id(risk_no), f"satisfaction emergency · {state.department}")
         state.open_risk = risk_no
         await trail.record("emergency_started", SYSTEM, details={**details, "risk_no": risk_no})
 
