@@ -471,11 +471,17 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command in ROUTE_UPDATES:
         _print(await _update(client, args.case_no, update, req, _workflow_id(args)))
     elif args.command == "risk":
-        workflow_id = await report_risk(client, settings, risk)
+        workflow_id = await start_once(
+            client, settings, RiskWorkflow.run, risk, risk_workflow_id(risk.risk_no), f"risk {risk.risk_no}",
+            f"risk {risk.risk_no} · {risk.responsible_department}",
+        )
         print(f"risk {risk.risk_no} reported: workflow id {workflow_id}")
         print(ui_link(settings, workflow_id))
     elif args.command == "suggest":
-        workflow_id = await submit_suggestion(client, settings, suggestion)
+        workflow_id = await start_once(
+            client, settings, SuggestionWorkflow.run, suggestion, suggestion_workflow_id(suggestion.suggestion_no),
+            f"suggestion {suggestion.suggestion_no}", f"suggestion {suggestion.suggestion_no} · {suggestion.department}",
+        )
         print(f"suggestion {suggestion.suggestion_no} submitted: workflow id {workflow_id}")
         print(ui_link(settings, workflow_id))
     elif args.command == "open":
@@ -556,37 +562,20 @@ def _workflow_id(args: argparse.Namespace) -> str:
     return case_workflow_id(args.case_no)
 
 
-async def report_risk(client: Client, settings: Settings, report: RiskReport) -> str:
-    workflow_id = risk_workflow_id(report.risk_no)
+async def start_once(client: Client, settings: Settings, run, arg, workflow_id: str, what: str, summary: str) -> str:
+    """Start a risk or a suggestion; its number names it forever (REJECT_DUPLICATE)."""
     try:
         await client.start_workflow(
-            RiskWorkflow.run,
-            report,
+            run,
+            arg,
             id=workflow_id,
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"risk {report.risk_no} · {report.responsible_department}",
+            static_summary=summary,
         )
     except WorkflowAlreadyStartedError:
-        raise Refused(f"risk {report.risk_no} already exists: {ui_link(settings, workflow_id)}") from None
-    log.info("risk_reported", risk_no=report.risk_no, department=report.responsible_department)
-    return workflow_id
-
-
-async def submit_suggestion(client: Client, settings: Settings, suggestion: Suggestion) -> str:
-    workflow_id = suggestion_workflow_id(suggestion.suggestion_no)
-    try:
-        await client.start_workflow(
-            SuggestionWorkflow.run,
-            suggestion,
-            id=workflow_id,
-            task_queue=settings.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-            static_summary=f"suggestion {suggestion.suggestion_no} · {suggestion.department}",
-        )
-    except WorkflowAlreadyStartedError:
-        raise Refused(f"suggestion {suggestion.suggestion_no} already exists: {ui_link(settings, workflow_id)}") from None
-    log.info("suggestion_submitted", suggestion_no=suggestion.suggestion_no, department=suggestion.department)
+        raise Refused(f"{what} already exists: {ui_link(settings, workflow_id)}") from None
+    log.info("workflow_started", workflow_id=workflow_id)
     return workflow_id
 
 
