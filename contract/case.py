@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from contract.approval import CastVote, Consultation, Decision
-from contract.common import Code, Instant, Name
+from contract.common import Code, Instant, Name, RefusedSignal
 
 CaseNo = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{2,63}$")]
 ApplicantId = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{2,63}$")]
@@ -144,6 +144,8 @@ class CaseStatus(BaseModel):
     rating_open_until: datetime | None = Field(default=None, description="the applicant may rate until then")
     rating: int | None = Field(default=None, description="the applicant's score, 5 very satisfied … 1")
     last_events: list[Event] = Field(default_factory=list)
+    # Signal twins refused (newest last): never applied; the reason says how to fix the message.
+    refused_signals: list[RefusedSignal] = Field(default_factory=list)
 
 
 class CaseOutcome(BaseModel):

@@ -3,7 +3,7 @@
 from datetime import datetime, timedelta, timezone
 from typing import Annotated
 
-from pydantic import AfterValidator, AwareDatetime, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, StringConstraints
 
 # China has kept UTC+8 without daylight saving since 1991, so a fixed offset is exact
 # and needs no tz database (which the workflow sandbox could not read anyway).
@@ -25,3 +25,15 @@ def _utc(value: datetime) -> datetime:
 # Timezone-aware instants are normalised to UTC: a naive datetime is refused (Temporal
 # search attributes reject them, and a naive time is ambiguous between halls).
 Instant = Annotated[AwareDatetime, AfterValidator(_utc)]
+
+
+class RefusedSignal(BaseModel):
+    """A signal twin (`<update>_signal`) the workflow refused: recorded, never applied."""
+
+    signal: str
+    reason: str
+    error: str  # the error type an Update would have returned: WrongStage, BadInput, UnknownSignal…
+    at: Instant
+
+
+SIGNAL_TWIN_SUFFIX = "_signal"

@@ -10,7 +10,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract.common import Name, Text
+from contract.common import Name, RefusedSignal, Text
 
 # 5 very satisfied, 4 satisfied, 3 basically satisfied, 2 dissatisfied, 1 very dissatisfied.
 BAD_SCORES = {1, 2}
@@ -136,3 +136,5 @@ class RectificationStatus(BaseModel):
     action: str = ""
     reply: str = ""
     last_events: list[dict] = Field(default_factory=list)
+    # Signal twins refused (newest last): never applied; the reason says how to fix the message.
+    refused_signals: list[RefusedSignal] = Field(default_factory=list)

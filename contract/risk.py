@@ -12,7 +12,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.case import CaseNo
-from contract.common import Code, Name, Text
+from contract.common import Code, Name, RefusedSignal, Text
 
 
 class Level(StrEnum):
@@ -178,6 +178,8 @@ class RiskStatus(BaseModel):
     plan: str = ""
     reviewed: bool = False
     last_events: list[dict] = Field(default_factory=list)
+    # Signal twins refused (newest last): never applied; the reason says how to fix the message.
+    refused_signals: list[RefusedSignal] = Field(default_factory=list)
 
 
 class WatchPolicy(BaseModel):

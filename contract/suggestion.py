@@ -11,7 +11,7 @@ from typing import Annotated, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from contract.case import CaseNo
-from contract.common import Code, Name, Text
+from contract.common import Code, Name, RefusedSignal, Text
 
 Complexity = Literal["general", "complex"]
 # Working days to answer (domain.md).
@@ -102,3 +102,5 @@ class SuggestionStatus(BaseModel):
     overdue: bool = False
     answer: Publication | None = None
     last_events: list[dict] = Field(default_factory=list)
+    # Signal twins refused (newest last): never applied; the reason says how to fix the message.
+    refused_signals: list[RefusedSignal] = Field(default_factory=list)

@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
-    from contract.common import SHANGHAI
+    from contract.common import SHANGHAI, RefusedSignal
     from contract.approval import (
         CastVote,
         Consultation,
@@ -58,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.approval import Tally, consultations_settled, disagreements
     from workflows.clock import CaseClock, end_of_day, local_date, wait_until
     from workflows.detached import start_detached
+    from workflows.twins import SignalTwins
 
 SYSTEM = "hallflow"
 LAST_EVENTS = 10
@@ -73,7 +74,7 @@ SATISFACTION_WATCH_PATCH = "satisfaction-watch"
 
 
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflow:
+class CaseWorkflow(SignalTwins):
     @workflow.init
     def __init__(self, app: CaseApplication) -> None:
         self._app = app
@@ -895,6 +896,21 @@ class CaseWorkflow:
         if self._rating_open_until is None or workflow.now() >= self._rating_open_until:
             raise ApplicationError(f"the rating window of case {self._app.case_no} is not open", type="RatingClosed")
 
+    SIGNAL_TWINS = {
+        "supplement_materials": (SupplementMaterials, _check_supplement),
+        "withdraw": (Withdraw, _check_withdraw),
+        "department_opinion": (DepartmentOpinion, _check_opinion),
+        "review": (Review, _check_review),
+        "transfer": (Transfer, _check_transfer),
+        "resubmit": (Resubmit, _check_resubmit),
+        "vote": (Vote, _check_vote),
+        "urge": (Urge, _check_urge),
+        "rate": (Rate, _check_rate),
+    }
+
+    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
+        await self._record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
+
     @workflow.query(name="status")
     def status(self) -> CaseStatus:
         used = left = None
@@ -927,6 +943,7 @@ class CaseWorkflow:
             rating_open_until=self._rating_open_until,
             rating=self._rating.score if self._rating else None,
             last_events=self._events[-LAST_EVENTS:],
+            refused_signals=self.refused_signals,
         )
 
     # ---- helpers -----------------------------------------------------------------------------

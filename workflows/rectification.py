@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from contract.common import RefusedSignal
     from contract.rating import (
         ConfirmSetAside,
         RectificationOrder,
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import notices
     from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
+    from workflows.twins import SignalTwins
 
 LAST_EVENTS = 10
 # Step names as the department reads them in reminders and escalations (the audit keeps the keys).
@@ -36,7 +38,7 @@ STEP_NAMES = {"call-back": "回访核实", "set-aside confirmation": "恶意差�
 
 
 @workflow.defn(name="RectificationWorkflow")
-class RectificationWorkflow:
+class RectificationWorkflow(SignalTwins):
     @workflow.init
     def __init__(self, order: RectificationOrder) -> None:
         self._order = order
@@ -185,6 +187,15 @@ class RectificationWorkflow:
                 type="WrongStage",
             )
 
+    SIGNAL_TWINS = {
+        "verify": (Verify, _check_verify),
+        "confirm_set_aside": (ConfirmSetAside, _check_confirm),
+        "rectify": (Rectify, _check_rectify),
+    }
+
+    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
+        await self._trail.record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
+
     @workflow.query(name="status")
     def status(self) -> RectificationStatus:
         return RectificationStatus(
@@ -201,6 +212,7 @@ class RectificationWorkflow:
             action=self._rectify.action if self._rectify else "",
             reply=self._rectify.reply if self._rectify else "",
             last_events=self._trail.events[-LAST_EVENTS:],
+            refused_signals=self.refused_signals,
         )
 
     def _details_line(self) -> str:

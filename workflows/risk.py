@@ -29,15 +29,16 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import activities as act
     from workflows import notices
-    from contract.common import SHANGHAI
+    from contract.common import SHANGHAI, RefusedSignal
     from workflows.clock import wait_until
     from workflows.feedback import SYSTEM, Trail, deadline
+    from workflows.twins import SignalTwins
 
 LAST_EVENTS = 10
 
 
 @workflow.defn(name="RiskWorkflow")
-class RiskWorkflow:
+class RiskWorkflow(SignalTwins):
     @workflow.init
     def __init__(self, report: RiskReport) -> None:
         self._report = report
@@ -255,6 +256,17 @@ class RiskWorkflow:
                 type="WrongStage",
             )
 
+    SIGNAL_TWINS = {
+        "acknowledge": (Acknowledge, _check_acknowledge),
+        "submit_plan": (SubmitPlan, _check_plan),
+        "regrade": (Regrade, _check_regrade),
+        "review": (RiskReviewRecord, _check_review),
+        "resolve": (Resolve, _check_resolve),
+    }
+
+    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
+        await self._trail.record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
+
     @workflow.query(name="status")
     def status(self) -> RiskStatus:
         assert self._entry is not None, "the risk is still being registered"
@@ -265,6 +277,7 @@ class RiskWorkflow:
             plan=self._plan.plan if self._plan else "",
             reviewed=self._review is not None,
             last_events=self._trail.events[-LAST_EVENTS:],
+            refused_signals=self.refused_signals,
         )
 
     def _details_line(self) -> str:

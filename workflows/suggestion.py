@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from contract.common import RefusedSignal
     from contract.suggestion import (
         ANSWER_DAYS,
         Publication,
@@ -27,12 +28,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activities as act
     from workflows import notices
     from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
+    from workflows.twins import SignalTwins
 
 LAST_EVENTS = 10
 
 
 @workflow.defn(name="SuggestionWorkflow")
-class SuggestionWorkflow:
+class SuggestionWorkflow(SignalTwins):
     @workflow.init
     def __init__(self, suggestion: Suggestion) -> None:
         self._s = suggestion
@@ -182,6 +184,14 @@ class SuggestionWorkflow:
                 type="WrongStage",
             )
 
+    SIGNAL_TWINS = {
+        "reclassify": (Reclassify, _check_reclassify),
+        "respond": (Respond, _check_respond),
+    }
+
+    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
+        await self._trail.record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
+
     @workflow.query(name="status")
     def status(self) -> SuggestionStatus:
         return SuggestionStatus(
@@ -195,6 +205,7 @@ class SuggestionWorkflow:
             overdue=self._overdue,
             answer=self._answer,
             last_events=self._trail.events[-LAST_EVENTS:],
+            refused_signals=self.refused_signals,
         )
 
     def _details_line(self) -> str:

@@ -1,0 +1,84 @@
+"""Signal twins: every Update `x` of a workflow is also accepted as the signal `x_signal`.
+
+An Update needs a worker to answer; an integrator that cannot wait (a queue, a batch, a worker
+being redeployed) sends the same JSON as a signal, which the server keeps until a worker takes
+it. The twin runs the Update's own validator and handler, so it is applied exactly as the Update
+would be. What the validator refuses, or what does not parse, is recorded in the audit trail and
+in `status.refused_signals` instead: an integrator's signal can never fail or wedge the workflow.
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from pydantic import BaseModel, ValidationError
+
+    from contract.common import SIGNAL_TWIN_SUFFIX, RefusedSignal
+
+# Runs that got a signal before twins existed buffered it unhandled; replaying them must not
+# start applying it now.
+TWINS_PATCH = "signal-twins"
+KEEP_REFUSED = 20
+
+
+class SignalTwins:
+    """Mixin: declare `SIGNAL_TWINS = {update name: (input model, validator)}` and `_audit_refusal`."""
+
+    SIGNAL_TWINS: ClassVar[dict[str, tuple[type[BaseModel], Callable[[Any, Any], None]]]] = {}
+
+    @property
+    def refused_signals(self) -> list[RefusedSignal]:
+        if not hasattr(self, "_refused_signals"):
+            self._refused_signals: list[RefusedSignal] = []
+        return self._refused_signals
+
+    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
+        raise NotImplementedError
+
+    @workflow.signal(dynamic=True)
+    async def _signal_twin(self, name: str, args: Sequence[RawValue]) -> None:
+        if not workflow.patched(TWINS_PATCH):
+            return
+        update = name.removesuffix(SIGNAL_TWIN_SUFFIX)
+        try:
+            if not name.endswith(SIGNAL_TWIN_SUFFIX) or update not in self.SIGNAL_TWINS:
+                twins = sorted(u + SIGNAL_TWIN_SUFFIX for u in self.SIGNAL_TWINS)
+                raise ApplicationError(f"no signal named {name}; signal twins here: {twins}", type="UnknownSignal")
+            model, validator = self.SIGNAL_TWINS[update]
+            request = _parse(model, args)
+            validator(self, request)
+        except ApplicationError as refusal:
+            await self._refuse(name, str(refusal.message), refusal.type or "Refused")
+            return
+        handler = workflow.get_update_handler(update)
+        assert handler is not None
+        try:
+            await handler(request)
+        except Exception as failure:  # noqa: BLE001 - the Update would fail; the workflow must not
+            await self._refuse(name, f"accepted but failed while applied: {failure}", type(failure).__name__)
+
+    async def _refuse(self, name: str, reason: str, error: str) -> None:
+        refusal = RefusedSignal(signal=name, reason=reason, error=error, at=workflow.now())
+        self.refused_signals.append(refusal)
+        del self.refused_signals[:-KEEP_REFUSED]
+        workflow.logger.warning("signal_refused", extra={"signal": name, "error": error})
+        await self._audit_refusal(refusal)
+
+
+def _parse(model: type[BaseModel], args: Sequence[RawValue]) -> BaseModel:
+    """The signal's one JSON argument as the Update's input model, or BadInput saying what is wrong."""
+    if len(args) != 1:
+        raise ApplicationError(f"expected one JSON object as input, got {len(args)} arguments", type="BadInput")
+    try:
+        value = workflow.payload_converter().from_payload(args[0].payload)
+    except Exception as err:  # noqa: BLE001 - any undecodable payload is the sender's mistake
+        raise ApplicationError(f"input is not JSON: {err}", type="BadInput") from None
+    try:
+        return model.model_validate(value)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in err.errors())
+        raise ApplicationError(f"input is not a valid {model.__name__}: {problems}", type="BadInput") from None
