@@ -32,7 +32,7 @@ class RefusedSignal(BaseModel):
 
     signal: str
     reason: str
-    error: str  # the error type an Update would have returned: WrongStage, BadInput, UnknownSignal…
+    error: str  # the error type an Update would have returned: WrongStage, InvalidPayload, UnknownSignal…
     at: Instant
 
 

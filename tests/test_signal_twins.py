@@ -46,13 +46,13 @@ async def test_invalid_twins_are_refused_recorded_and_the_case_goes_on(env, hall
     refused = {(r.signal, r.error) for r in status.refused_signals}
     assert refused == {
         ("review_signal", "NotReviewer"),
-        ("review_signal", "BadInput"),
+        ("review_signal", "InvalidPayload"),
         ("approve_signal", "UnknownSignal"),
         ("vote_signal", "WrongStage"),
     }
     reasons = [r.reason for r in status.refused_signals]
     assert f"assigned to {matter.reviewers[0]}" in reasons[0]
-    assert "decision" in reasons[1] and "input is not a valid Review" in reasons[1]
+    assert "decision" in reasons[1] and "invalid Review" in reasons[1]
     assert "review_signal" in reasons[3] and "signal twins here" in reasons[3]
     assert status.stage == CaseStage.APPROVED
     assert described.status == WorkflowExecutionStatus.RUNNING  # open for its rating, not failed
@@ -61,6 +61,6 @@ async def test_invalid_twins_are_refused_recorded_and_the_case_goes_on(env, hall
     )
     assert [(e.actor, e.details["signal"], e.details["error"]) for e in audit][:2] == [
         ("signal", "review_signal", "NotReviewer"),
-        ("signal", "review_signal", "BadInput"),
+        ("signal", "review_signal", "InvalidPayload"),
     ]
     assert len(audit) == 5

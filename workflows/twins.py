@@ -15,7 +15,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from pydantic import BaseModel, ValidationError
+    from pydantic import BaseModel
 
     from contract.common import SIGNAL_TWIN_SUFFIX, RefusedSignal
 
@@ -70,15 +70,13 @@ class SignalTwins:
 
 
 def _parse(model: type[BaseModel], args: Sequence[RawValue]) -> BaseModel:
-    """The signal's one JSON argument as the Update's input model, or BadInput saying what is wrong."""
+    """The signal's one JSON argument as the Update's input model; InvalidPayload as the Update says it."""
     if len(args) != 1:
-        raise ApplicationError(f"expected one JSON object as input, got {len(args)} arguments", type="BadInput")
+        raise ApplicationError(f"expected one JSON object as input, got {len(args)} arguments", type="InvalidPayload")
     try:
-        value = workflow.payload_converter().from_payload(args[0].payload)
+        # The contract's converter refuses a mismatch with the same InvalidPayload message as the Update.
+        return workflow.payload_converter().from_payload(args[0].payload, model)
+    except ApplicationError:
+        raise
     except Exception as err:  # noqa: BLE001 - any undecodable payload is the sender's mistake
-        raise ApplicationError(f"input is not JSON: {err}", type="BadInput") from None
-    try:
-        return model.model_validate(value)
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in err.errors())
-        raise ApplicationError(f"input is not a valid {model.__name__}: {problems}", type="BadInput") from None
+        raise ApplicationError(f"invalid {model.__name__}: not a JSON object ({err})", type="InvalidPayload") from None
