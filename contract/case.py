@@ -89,6 +89,8 @@ class SupplementMaterials(BaseModel):
 class SupplementResult(BaseModel):
     still_missing: list[str]
     complete: bool
+    # Sent before acceptance (update-with-start): codes the matter does not have, ignored.
+    not_used: list[str] = Field(default_factory=list)
 
 
 class Withdraw(BaseModel):

@@ -138,6 +138,7 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
     assert "officer-wang" in outputs["transfer case-CLI-0001"]
     assert "stage:approved" in outputs["rate case-CLI-0001"] and "rating:5" in outputs["rate case-CLI-0001"]
     assert "withdrawn" in outputs["withdraw case-CLI-0002"]
+    assert "complete:true" in outputs["execute-update-with-start"].replace(" ", "")
     # The signal twins: the urge applied, the review by a stranger refused and recorded.
     twins = [(e.action, e.details.get("error")) for e in hall.store.audit_trail("case", "CLI-0002")]
     assert ("urged", None) in twins and ("signal_refused", "NotReviewer") in twins

@@ -81,6 +81,10 @@ class CaseWorkflow(SignalTwins):
         self._stage = CaseStage.RECEIVED
         self._matter: Matter | None = None
         self._received: set[str] = set(app.materials)
+        # Handed in by supplement_materials before acceptance (update-with-start): the acceptance
+        # check counts them; the `received` entry lists the application's own.
+        self._early: set[str] = set()
+        self._registered = False  # the `received` entry is in the audit trail
         self._deferred: set[str] = set()  # non-core materials still owed under the commitment
         self._materials_complete = True  # v2: no material owed, and that is in the audit trail
         self._accepted_at: datetime | None = None
@@ -137,7 +141,8 @@ class CaseWorkflow(SignalTwins):
                 received_at=workflow.now(),
             )
         )
-        await self._record("received", app.clerk, details={"materials": sorted(self._received)})
+        await self._record("received", app.clerk, details={"materials": sorted(self._received - self._early)})
+        self._registered = True
 
         matter = await act.get_matter(app.matter_code)
         if matter is None:
@@ -646,6 +651,8 @@ class CaseWorkflow(SignalTwins):
 
     @workflow.update(name="supplement_materials")
     async def supplement_materials(self, req: SupplementMaterials) -> SupplementResult:
+        if self._stage == CaseStage.RECEIVED:
+            return await self._supplement_before_acceptance(req)
         new = set(req.materials) & self._deferred
         self._received |= new
         self._deferred -= new
@@ -660,8 +667,31 @@ class CaseWorkflow(SignalTwins):
             self._materials_complete = True  # the result may be issued now, after this record
         return SupplementResult(still_missing=sorted(self._deferred), complete=not self._deferred)
 
+    async def _supplement_before_acceptance(self, req: SupplementMaterials) -> SupplementResult:
+        """Materials sent with the start (update-with-start) or before acceptance was decided: the
+        acceptance check counts them, so they can turn a not-accepted or deferred case into a
+        complete one. Codes the matter turns out not to have are reported back, never used."""
+        given = set(req.materials)
+        self._received |= given
+        self._early |= given
+        await workflow.wait_condition(lambda: self._registered)
+        await self._record("materials_supplemented", req.submitted_by, details={"materials": sorted(given), "before_acceptance": True})
+        await workflow.wait_condition(lambda: self._stage != CaseStage.RECEIVED)
+        unknown = sorted(given - self._matter.material_codes) if self._matter else sorted(given)
+        if self._outcome is not None and self._outcome.stage == CaseStage.NOT_ACCEPTED:
+            return SupplementResult(still_missing=self._outcome.missing_materials, complete=False, not_used=unknown)
+        return SupplementResult(still_missing=sorted(self._deferred), complete=not self._deferred, not_used=unknown)
+
     @supplement_materials.validator
     def _check_supplement(self, req: SupplementMaterials) -> None:
+        if self._stage == CaseStage.RECEIVED and self._withdrawal is None:
+            # Acceptance is not decided yet (the matter is still being looked up).
+            given = sorted(set(req.materials) & set(self._app.materials))
+            if given:
+                raise ApplicationError(
+                    f"materials {given} were handed in with the application already", type="MaterialNotAwaited"
+                )
+            return
         if self._v2:
             awaited = bool(self._deferred) and not self._stage.is_final and self._withdrawal is None
         else:

@@ -1,0 +1,64 @@
+"""Update-with-start: an integrator hands in materials for a case in one call, whether or not the
+hall's start has reached the server yet (`USE_EXISTING`)."""
+
+from datetime import timedelta
+
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+
+from contract.case import CaseStage, SupplementMaterials, case_workflow_id
+from tests.builders import application, wait_status
+from workflows.case import CaseWorkflow
+
+
+def _with_start(app, task_queue):
+    return WithStartWorkflowOperation(
+        CaseWorkflow.run,
+        app,
+        id=case_workflow_id(app.case_no),
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        execution_timeout=timedelta(days=400),
+    )
+
+
+async def test_materials_sent_with_the_start_count_at_acceptance(env, hall_worker, catalog, sqlite_store):
+    # Without residence-proof and without a signed commitment the case could not be accepted;
+    # the e-document system sends it with the start, so the case is accepted complete.
+    app = application(catalog["enterprise-opening"], without=("residence-proof",))
+    async with hall_worker(env.client) as tq:
+        start = _with_start(app, tq)
+        result = await env.client.execute_update_with_start_workflow(
+            CaseWorkflow.supplement_materials,
+            SupplementMaterials(materials=["residence-proof", "passport"], submitted_by="e-docs"),
+            start_workflow_operation=start,
+        )
+        handle = await start.workflow_handle()
+        status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+
+    assert result.complete and result.still_missing == [] and result.not_used == ["passport"]
+    assert status.missing_materials == []
+    trail = [(e.action, e.actor, e.details) for e in sqlite_store.audit_trail("case", app.case_no)][:3]
+    assert trail[0][0] == "received" and "residence-proof" not in trail[0][2]["materials"]
+    assert trail[1] == (
+        "materials_supplemented", "e-docs", {"materials": ["passport", "residence-proof"], "before_acceptance": True}
+    )
+    assert trail[2][0] == "accepted"
+
+
+async def test_on_a_running_case_it_is_a_plain_supplement(env, hall_worker, catalog):
+    app = application(catalog["enterprise-opening"], without=("residence-proof",), signed=True)
+    async with hall_worker(env.client) as tq:
+        hall_start = await env.client.start_workflow(
+            CaseWorkflow.run, app, id=case_workflow_id(app.case_no), task_queue=tq, execution_timeout=timedelta(days=400)
+        )
+        await wait_status(hall_start, lambda s: s.missing_materials == ["residence-proof"])
+        result = await env.client.execute_update_with_start_workflow(
+            CaseWorkflow.supplement_materials,
+            SupplementMaterials(materials=["residence-proof"], submitted_by="e-docs"),
+            start_workflow_operation=_with_start(app, tq),
+        )
+        status = await hall_start.query(CaseWorkflow.status)
+
+    assert result.complete and result.not_used == []
+    assert status.missing_materials == [] and status.stage == CaseStage.AWAITING_REVIEW
