@@ -32,6 +32,7 @@ and answer public suggestions, list a department's open feedback work, show stat
     python starter.py risk-review R-0001 --by officer-li --cause "..." --what-worked "..." --what-changes "..."
     python starter.py resolve R-0001 --officer officer-li --summary "..."
     python starter.py risks [--department D] [--level red]
+    python starter.py inbox --actor officer-li | --department market-regulation
     python starter.py status HALL1-0001
     python starter.py setup                      # register search attributes (idempotent)
     python starter.py schema [--out docs/schemas]
@@ -213,6 +214,48 @@ async def open_feedback(client: Client, department: str, overdue_only: bool) -> 
     return sorted(rows, key=lambda r: r["due_at"] or "9999")
 
 
+def _query_value(value: str, what: str) -> str:
+    """A value safe inside a visibility query's double quotes (ids and codes only)."""
+    if not value or not all(c.isalnum() or c in "-_:.@" for c in value):
+        raise Refused(f"invalid {what} {value!r}: letters, digits and - _ : . @ only", 2)
+    return value
+
+
+def inbox_query(actor: str | None, department: str | None) -> str:
+    """Visibility query for what waits on an actor (officer, `applicant:<id>`, department code) or
+    on a department: its code, its head and coordinator, or its own workflows' officers."""
+    if actor:
+        return f'WaitingOn = "{_query_value(actor, "actor")}" AND ExecutionStatus = "Running"'
+    d = _query_value(department or "", "department")
+    return f'ExecutionStatus = "Running" AND (WaitingOn IN ("{d}", "head:{d}", "coordinator:{d}") OR Department = "{d}")'
+
+
+OUTSIDERS = ("applicant:", "submitter:")  # waits on people outside the administration
+
+
+async def inbox(client: Client, settings: Settings, actor: str | None, department: str | None) -> list[dict]:
+    """The task list Temporal lacks: open workflows waiting on `actor` or `department`, oldest due first."""
+    rows = []
+    async for wf in client.list_workflows(inbox_query(actor, department)):
+        attrs = wf.typed_search_attributes
+        waiting = list(attrs.get(search.WAITING_ON) or [])
+        if not waiting or (department and all(w.startswith(OUTSIDERS) for w in waiting)):
+            continue  # nothing awaited, or only the applicant: not the department's to do
+        due = attrs.get(search.STEP_DUE_AT)
+        rows.append(
+            {
+                "due_at": due.isoformat() if due else None,
+                "workflow_id": wf.id,
+                "type": wf.workflow_type,
+                "stage": attrs.get(search.CASE_STAGE) or attrs.get(search.FEEDBACK_STAGE) or attrs.get(search.RISK_STATE),
+                "waiting_on": waiting,
+                "overdue": bool(attrs.get(search.CASE_OVERDUE) or attrs.get(search.STEP_OVERDUE)),
+                "link": ui_link(settings, wf.id),
+            }
+        )
+    return sorted(rows, key=lambda r: r["due_at"] or "9999")
+
+
 def write_schemas(out: Path) -> list[Path]:
     """The integration contract's JSON Schemas, generated from the pydantic models."""
     from contract import schemas
@@ -385,6 +428,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--department", required=True)
     s.add_argument("--overdue", action="store_true", help="only those past their step's deadline")
 
+    s = sub.add_parser("inbox", help="what waits on an officer, an applicant or a department, oldest due first")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--actor", help="officer-li, applicant:<id>, a department code as consulted, head:<dept>")
+    who.add_argument("--department", help="everything the department owes: its code, head, coordinator, officers")
+
     s = sub.add_parser("status", help="where a case stands")
     s.add_argument("case_no")
 
@@ -487,6 +535,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command == "open":
         rows = await open_feedback(client, args.department, args.overdue)
         print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif args.command == "inbox":
+        print(json.dumps(await inbox(client, settings, args.actor, args.department), indent=2, ensure_ascii=False))
     elif args.command == "status":
         _print(await status(client, args.case_no))
 

@@ -298,3 +298,49 @@ async def test_every_ui_filter_in_the_readme_runs_and_finds_its_workflows(hall, 
         await asyncio.sleep(0.2)
     assert not missing, missing
     assert all(any(key in q for q in filters) for key in expected)
+
+
+def test_inbox_lists_what_waits_on_an_officer_or_a_department_oldest_due_first(hall):
+    import json
+
+    run = time.time_ns()
+    case_no, deferred_no = f"IN-{run}-A", f"IN-{run}-B"
+    full = "business-licence-application,articles-of-association,shareholder-qualification,legal-representative-appointment"
+    common = ("--matter", "enterprise-opening", "--hall", "hall-central", "--clerk", "clerk-01")
+    assert hall("start", "--case-no", case_no, *common, "--applicant-id", "app-in-1",
+                "--materials", full + ",residence-proof,seal-engraving-form").returncode == 0
+    assert hall("start", "--case-no", deferred_no, *common, "--applicant-id", "app-in-2",
+                "--materials", full + ",seal-engraving-form", "--commitment-signed").returncode == 0
+    assert hall("suggest", "--no", f"IN-{run}-S", "--submitter-id", "c-in", "--topic", "t", "--content", "c",
+                "--department", "market-regulation").returncode == 0
+    assert hall("risk", "--no", f"IN-{run}-R", "--type", "social", "--title", "queue", "--probability", "0.5",
+                "--impact", "medium", "--department", "market-regulation", "--owner", "officer-li").returncode == 0
+
+    def inbox(*who):
+        answer = hall("inbox", *who)
+        assert answer.returncode == 0, answer.stderr
+        return json.loads(answer.stdout)
+
+    def ids(rows):
+        return {r["workflow_id"] for r in rows}
+
+    mine = {f"case-{case_no}", f"case-{deferred_no}", f"risk-IN-{run}-R"}
+    rows = wait_for(lambda: (r := inbox("--actor", "officer-li")) and mine <= ids(r) and r)
+    assert mine <= ids(rows), rows
+    dues = [r["due_at"] for r in rows if r["due_at"]]
+    assert dues == sorted(dues)  # oldest due first
+    case_row = next(r for r in rows if r["workflow_id"] == f"case-{case_no}")
+    assert case_row["stage"] == "awaiting_review" and case_row["waiting_on"] == ["officer-li"]
+    assert case_row["link"].endswith(f"/workflows/case-{case_no}")
+
+    # The applicant owes the deferred material; the department owes the suggestion's answer.
+    assert ids(inbox("--actor", "applicant:app-in-2")) == {f"case-{deferred_no}"}
+    department = wait_for(lambda: (r := inbox("--department", "market-regulation")) and f"suggestion-IN-{run}-S" in ids(r) and r)
+    assert mine | {f"suggestion-IN-{run}-S"} <= ids(department)
+
+    # The review moves the case to the panel: off the reviewer's list, onto the members'.
+    assert hall("review", case_no, "--reviewer", "officer-li", "--decision", "approve").returncode == 0
+    assert wait_for(lambda: f"case-{case_no}" in ids(inbox("--actor", "officer-zhao")))
+    assert f"case-{case_no}" not in ids(inbox("--actor", "officer-li"))
+    bad = hall("inbox", "--actor", 'x" OR WorkflowId != "')
+    assert bad.returncode == 2 and "invalid actor" in bad.stderr

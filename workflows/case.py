@@ -59,6 +59,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.clock import CaseClock, end_of_day, local_date, wait_until
     from workflows.detached import start_detached
     from workflows.twins import SignalTwins
+    from workflows.waiting import Waiting
 
 SYSTEM = "hallflow"
 LAST_EVENTS = 10
@@ -114,6 +115,8 @@ class CaseWorkflow(SignalTwins):
         self._overdue_risk = False
         self._rating_open_until: datetime | None = None
         self._rating: Rating | None = None
+        # Step 5: who the case waits on, for the inbox (patch `waiting-on`).
+        self._waiting = Waiting()
 
     # ---- the procedure -------------------------------------------------------------------
 
@@ -122,6 +125,7 @@ class CaseWorkflow(SignalTwins):
         self._v2 = workflow.patched(APPROVAL_PATCH)
         self._rating_window = workflow.patched(RATING_PATCH)
         self._overdue_risk = workflow.patched(OVERDUE_RISK_PATCH)
+        self._waiting.start()
         workflow.set_current_details(self._details_line())
         workflow.upsert_search_attributes(
             [
@@ -175,6 +179,7 @@ class CaseWorkflow(SignalTwins):
         )
         self._rating_open_until = days.due_at
         workflow.set_current_details(self._details_line())
+        self._publish_waiting()
         title, body = notices.rating_invited(self._app.case_no, self._rating_open_until)
         await self._notify_applicant("rating_invited", title, body)
         day = local_date(days.due_at - timedelta(seconds=1))
@@ -190,6 +195,7 @@ class CaseWorkflow(SignalTwins):
             await self._record("rating_window_closed", SYSTEM, details={"rated": False})
         self._rating_open_until = None
         workflow.set_current_details(self._details_line())
+        self._publish_waiting()
 
     async def _start_rectification(self, rating: Rating, verify_days: int, rectify_days: int) -> None:
         """A bad review (差评) goes to the department that handled the case; it outlives the case."""
@@ -434,6 +440,7 @@ class CaseWorkflow(SignalTwins):
                 c.escalated = True
                 if c.department in consent_on_silence:
                     c.state = OpinionState.DEEMED_CONSENT  # 逾期视为同意, as the matter declares
+            self._publish_waiting()
             for c in overdue:
                 title, body = notices.opinion_overdue(self._app.case_no, c.department)
                 await self._notify(f"coordinator:{matter.lead_department}", "opinion_overdue", title, body)
@@ -647,6 +654,29 @@ class CaseWorkflow(SignalTwins):
             return [f"applicant:{self._app.applicant.applicant_id}"]
         return []
 
+    def _inbox(self) -> tuple[list[str], datetime | None]:
+        """Who the case waits on and by when: the holders of the current step, the applicant while
+        deferred materials are owed, and the applicant's rating while its window is open."""
+        who, dues = list(self._waiting_on()), []
+        if who and self._stage == CaseStage.CONSULTING:
+            dues += [c.due_at for c in self._consultations if c.state == OpinionState.PENDING]
+        elif who and self._stage == CaseStage.AWAITING_REVIEW and self._clock is not None:
+            dues.append(self.promised_due)
+        elif who and self._stage == CaseStage.IN_PANEL and self._vote_closes_at is not None:
+            dues.append(self._vote_closes_at)
+        applicant = f"applicant:{self._app.applicant.applicant_id}"
+        if self._deferred and self._deferral_due is not None and not self._stage.is_final:
+            who.append(applicant)
+            dues.append(self._deferral_due)
+        if self._rating_open_until is not None and self._rating is None:
+            who.append(applicant)
+            dues.append(self._rating_open_until)
+        return list(dict.fromkeys(who)), min(dues) if dues else None
+
+    def _publish_waiting(self) -> None:
+        who, due = self._inbox()
+        self._waiting.publish(who, due, with_due=True)
+
     # ---- messages from outside ---------------------------------------------------------------
 
     @workflow.update(name="supplement_materials")
@@ -656,6 +686,7 @@ class CaseWorkflow(SignalTwins):
         new = set(req.materials) & self._deferred
         self._received |= new
         self._deferred -= new
+        self._publish_waiting()
         await self._record(
             "materials_supplemented",
             req.submitted_by,
@@ -750,6 +781,7 @@ class CaseWorkflow(SignalTwins):
         c = next(c for c in self._consultations if c.department == req.department)
         c.state = OpinionState.AGREED if req.agree else OpinionState.DISAGREED
         c.officer, c.opinion = req.officer, req.opinion
+        self._publish_waiting()
         await self._record(
             "department_opinion", req.officer, req.opinion, details={"department": req.department, "agree": req.agree}
         )
@@ -772,6 +804,7 @@ class CaseWorkflow(SignalTwins):
     @workflow.update(name="review")
     async def review(self, req: Review) -> CaseStatus:
         self._review = req
+        self._publish_waiting()
         await self._record(
             "reviewed", req.reviewer, req.opinion, details={"decision": req.decision, "corrections": req.corrections}
         )
@@ -796,6 +829,7 @@ class CaseWorkflow(SignalTwins):
     @workflow.update(name="transfer")
     async def transfer(self, req: Transfer) -> CaseStatus:
         self._reviewer = req.to_reviewer
+        self._publish_waiting()
         await self._record("transferred", req.by, req.reason, details={"to": req.to_reviewer})
         against = [c.department for c in disagreements(self._consultations)]
         title, body = notices.review_requested(self._app.case_no, self._matter.name if self._matter else "", against)
@@ -838,6 +872,7 @@ class CaseWorkflow(SignalTwins):
         self._tally.votes[req.member] = CastVote(
             member=req.member, choice=req.choice, opinion=req.opinion, at=workflow.now(), changed=changed
         )
+        self._publish_waiting()
         await self._record("vote_changed" if changed else "voted", req.member, req.opinion, details={"choice": req.choice})
         return self.status()
 
@@ -910,6 +945,7 @@ class CaseWorkflow(SignalTwins):
             channel=req.channel,
             at=workflow.now(),
         )
+        self._publish_waiting()
         await act.record_rating(RatingRecord(key=self._key(), rating=self._rating))
         # The comment stays in the ratings table: audit details hold codes and counts only.
         await self._record("rated", "applicant", details={"score": req.score, "bad": req.bad, "channel": req.channel})
@@ -968,7 +1004,7 @@ class CaseWorkflow(SignalTwins):
             votes=list(self._tally.votes.values()) if self._tally else [],
             vote_closes_at=self._vote_closes_at if self._stage == CaseStage.IN_PANEL else None,
             warning=self._warning,
-            waiting_on=self._waiting_on(),
+            waiting_on=self._inbox()[0],
             decision=self._decision,
             rating_open_until=self._rating_open_until,
             rating=self._rating.score if self._rating else None,
@@ -999,6 +1035,7 @@ class CaseWorkflow(SignalTwins):
             return  # a concurrent step ended the case first (withdrawal, termination)
         self._stage = stage
         workflow.upsert_search_attributes([search.CASE_STAGE.value_set(stage)])
+        self._publish_waiting()
         workflow.set_current_details(self._details_line())
         workflow.logger.info("case_stage", extra={"case_no": self._app.case_no, "stage": stage.value})
         await self._record(action, actor, reason, details)

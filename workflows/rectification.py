@@ -31,6 +31,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import notices
     from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
     from workflows.twins import SignalTwins
+    from workflows.waiting import Waiting
 
 LAST_EVENTS = 10
 # Step names as the department reads them in reminders and escalations (the audit keeps the keys).
@@ -51,9 +52,11 @@ class RectificationWorkflow(SignalTwins):
         self._confirm: ConfirmSetAside | None = None
         self._rectify: Rectify | None = None
         self._closed = False  # the last step is in the audit trail (and the applicant answered)
+        self._waiting = Waiting()  # who the open step waits on, for the inbox (patch `waiting-on`)
 
     @workflow.run
     async def run(self, order: RectificationOrder) -> RectificationStatus:
+        self._waiting.start()
         workflow.upsert_search_attributes(
             [
                 search.FEEDBACK_STAGE.value_set(self._stage),
@@ -109,6 +112,7 @@ class RectificationWorkflow(SignalTwins):
         async def escalate() -> None:
             self._overdue = True
             workflow.upsert_search_attributes(overdue_flags(True, None))
+            self._waiting.publish([self._order.department, f"head:{self._order.department}"])
             workflow.set_current_details(self._details_line())
             title, body = notices.feedback_overdue(subject, step, self._due_or_raise())
             await self._trail.notify(f"head:{self._order.department}", "rectification_overdue", title, body)
@@ -119,6 +123,7 @@ class RectificationWorkflow(SignalTwins):
     async def _enter(self, stage: RectificationStage, due: datetime | None) -> None:
         self._stage, self._due, self._overdue = stage, due, False
         workflow.upsert_search_attributes([search.FEEDBACK_STAGE.value_set(stage), *overdue_flags(False, due)])
+        self._waiting.publish([self._order.department] if due is not None else [])
         workflow.set_current_details(self._details_line())
 
     def _due_or_raise(self) -> datetime:

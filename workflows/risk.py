@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.clock import wait_until
     from workflows.feedback import SYSTEM, Trail, deadline
     from workflows.twins import SignalTwins
+    from workflows.waiting import Waiting
 
 LAST_EVENTS = 10
 
@@ -43,6 +44,7 @@ class RiskWorkflow(SignalTwins):
     def __init__(self, report: RiskReport) -> None:
         self._report = report
         self._trail = Trail("risk", report.risk_no)
+        self._waiting = Waiting()  # who the open step waits on, for the inbox (patch `waiting-on`)
         self._policy: RiskPolicy | None = None
         self._entry: RiskEntry | None = None
         self._due: datetime | None = None
@@ -56,6 +58,7 @@ class RiskWorkflow(SignalTwins):
 
     @workflow.run
     async def run(self, report: RiskReport) -> RiskStatus:
+        self._waiting.start()
         policy = self._policy = await act.risk_policy()
         level = report.level or policy.level_for(report.probability, report.impact)
         self._entry = RiskEntry(
@@ -171,6 +174,13 @@ class RiskWorkflow(SignalTwins):
             updates.append(search.STEP_DUE_AT.value_set(self._due))
         workflow.upsert_search_attributes(updates)
         workflow.set_current_details(self._details_line())
+        # The owner acts on every step; the department is accountable until the plan is in.
+        who = {
+            RiskState.AWAITING_ACKNOWLEDGEMENT: [self._entry.owner, self._entry.responsible_department],
+            RiskState.AWAITING_PLAN: [self._entry.owner, self._entry.responsible_department],
+            RiskState.HANDLING: [self._entry.owner],
+        }
+        self._waiting.publish(who.get(self._entry.state, []))
 
     # ---- messages ---------------------------------------------------------------------------------
 

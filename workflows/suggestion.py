@@ -29,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import notices
     from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
     from workflows.twins import SignalTwins
+    from workflows.waiting import Waiting
 
 LAST_EVENTS = 10
 
@@ -48,10 +49,12 @@ class SuggestionWorkflow(SignalTwins):
         self._response: Respond | None = None
         self._answer: Publication | None = None
         self._closed = False  # the answer is published and the submitter told
+        self._waiting = Waiting()  # the department owes the answer, for the inbox (patch `waiting-on`)
 
     @workflow.run
     async def run(self, suggestion: Suggestion) -> SuggestionStatus:
         self._submitted_at = workflow.now()
+        self._waiting.start()
         workflow.upsert_search_attributes(
             [search.FEEDBACK_STAGE.value_set(self._stage), search.DEPARTMENT.value_set(suggestion.department)]
         )
@@ -76,7 +79,12 @@ class SuggestionWorkflow(SignalTwins):
         self._due = due
         self._overdue = self._overdue and due <= workflow.now()
         workflow.upsert_search_attributes(overdue_flags(self._overdue, due))
+        self._waiting.publish(self._owed_by())
         workflow.set_current_details(self._details_line())
+
+    def _owed_by(self) -> list[str]:
+        # Once escalated the department head owes it too.
+        return [self._s.department] + ([f"head:{self._s.department}"] if self._overdue else [])
 
     def _due_at(self) -> datetime:
         assert self._due is not None
@@ -90,6 +98,7 @@ class SuggestionWorkflow(SignalTwins):
     async def _escalate(self) -> None:
         self._overdue = True
         workflow.upsert_search_attributes(overdue_flags(True, None))
+        self._waiting.publish(self._owed_by())
         workflow.set_current_details(self._details_line())
         title, body = notices.feedback_overdue(f"建议 {self._s.suggestion_no}", "答复", self._due_at())
         await self._trail.notify(f"head:{self._s.department}", "suggestion_overdue", title, body)
@@ -114,6 +123,7 @@ class SuggestionWorkflow(SignalTwins):
         self._stage = SuggestionStage.ANSWERED
         self._overdue = False
         workflow.upsert_search_attributes([search.FEEDBACK_STAGE.value_set(self._stage), search.STEP_OVERDUE.value_set(False)])
+        self._waiting.publish([])
         workflow.set_current_details(self._details_line())
         await self._trail.record(
             "answered", r.officer, r.reason, details={"adopted": r.adopted, "on_time": self._answer.on_time}
