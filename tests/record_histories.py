@@ -235,6 +235,93 @@ async def risk_handled_and_resolved(client: Client, task_queue: str, catalog: Ca
     return handle
 
 
+# ---- step 5: signal twins, update-with-start, WaitingOn (patches signal-twins, waiting-on) -------
+
+
+async def _until(handle: WorkflowHandle, query, check) -> None:
+    while not check(await handle.query(query)):
+        await asyncio.sleep(0.02)
+
+
+async def panel_by_twins_supplied_with_start(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    """Materials with the start, review and votes as signal twins (one refused), rated by Update."""
+    from datetime import timedelta
+
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    app = _case("panel_by_twins_supplied_with_start", catalog["enterprise-opening"], without=("residence-proof",))
+    start = WithStartWorkflowOperation(
+        CaseWorkflow.run, app, id=f"case-{app.case_no}", task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, execution_timeout=timedelta(days=400),
+    )
+    await client.execute_update_with_start_workflow(
+        CaseWorkflow.supplement_materials,
+        SupplementMaterials(materials=["residence-proof"], submitted_by="kiosk-07"),
+        start_workflow_operation=start,
+    )
+    handle = await start.workflow_handle()
+    await _wait_stage(handle, CaseStage.AWAITING_REVIEW)
+    await handle.signal("review_signal", Review(reviewer="officer-li", decision="approve"))
+    await _wait_stage(handle, CaseStage.IN_PANEL)
+    await handle.signal("vote_signal", Vote(member="officer-li", choice="approve"))  # recused: refused
+    await handle.signal("vote_signal", Vote(member="officer-zhao", choice="approve"))
+    await _until(handle, CaseWorkflow.status, lambda s: len(s.votes) == 1 and s.refused_signals)
+    await handle.execute_update(CaseWorkflow.vote, Vote(member="officer-chen", choice="approve"))
+    await _until(handle, CaseWorkflow.status, lambda s: s.rating_open_until is not None)
+    await handle.execute_update(CaseWorkflow.rate, Rate(score=4, channel="window"))
+    return handle
+
+
+async def rectification_by_twins(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    from tests.test_rectification import order
+
+    handle = await client.start_workflow(
+        RectificationWorkflow.run, order("replay-rect-2"), id="rectification-replay-rect-2", task_queue=task_queue
+    )
+    await _until(handle, RectificationWorkflow.status, lambda s: s.due_at is not None)
+    await handle.signal("verify_signal", Verify(officer="officer-li", finding="valid"))
+    await _until(handle, RectificationWorkflow.status, lambda s: s.stage == "rectifying")
+    await handle.signal("rectify_signal", {"officer": "officer-li"})  # no action, no reply: refused
+    await handle.signal("rectify_signal", Rectify(officer="officer-li", action="trained staff", reply="已整改"))
+    return handle
+
+
+async def suggestion_answered_by_twin(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    from tests.test_suggestion import suggestion
+
+    handle = await client.start_workflow(
+        SuggestionWorkflow.run, suggestion("replay-sug-2"), id="suggestion-replay-sug-2", task_queue=task_queue
+    )
+    await _until(handle, SuggestionWorkflow.status, lambda s: s.due_at is not None)
+    await handle.signal(
+        "respond_signal",
+        Respond(department="natural-resources", officer="officer-zhou", adopted=True, measures="more seats"),
+    )
+    return handle
+
+
+async def risk_by_twins(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    from datetime import timedelta
+
+    from contract.risk import Acknowledge, Resolve, RiskReviewRecord, SubmitPlan
+    from tests.test_risk import report
+
+    handle = await client.start_workflow(
+        RiskWorkflow.run, report("replay-risk-2", 0.6, "high"), id="risk-replay-risk-2", task_queue=task_queue
+    )
+    await _until(handle, RiskWorkflow.status, lambda s: s.due_at is not None)
+    await handle.signal("acknowledge_signal", Acknowledge(officer="officer-li", group="g1"))
+    await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "awaiting_plan" and s.due_at is not None)
+    await handle.signal(
+        "submit_plan_signal", SubmitPlan(officer="officer-li", plan="spares", due=TEST_EPOCH + timedelta(days=2))
+    )
+    await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "handling")
+    await handle.signal("review_signal", RiskReviewRecord(by="officer-li", cause="c", what_worked="w", what_changes="x"))
+    await handle.signal("resolve_signal", Resolve(officer="officer-li", summary="done"))
+    return handle
+
+
 # name -> (when the case starts, how it runs); the file is tests/histories/<name>.json.
 # The first four were recorded before the two-tier-approval patch and replay its old path;
 # recording them again now would record the new path instead (tests/histories/README.md).
@@ -252,6 +339,10 @@ SCENARIOS: dict[str, tuple[datetime, Scenario]] = {
     "suggestion_reclassified_answered": (WEDNESDAY_BEFORE_NATIONAL_DAY, suggestion_reclassified_answered),
     "automatic_rated_good_watched": (TEST_EPOCH, automatic_rated_good_watched),
     "risk_handled_and_resolved": (TEST_EPOCH, risk_handled_and_resolved),
+    "panel_by_twins_supplied_with_start": (TEST_EPOCH, panel_by_twins_supplied_with_start),
+    "rectification_by_twins": (TEST_EPOCH, rectification_by_twins),
+    "suggestion_answered_by_twin": (WEDNESDAY_BEFORE_NATIONAL_DAY, suggestion_answered_by_twin),
+    "risk_by_twins": (TEST_EPOCH, risk_by_twins),
 }
 
 
