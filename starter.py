@@ -33,6 +33,9 @@ and answer public suggestions, list a department's open feedback work, show stat
     python starter.py resolve R-0001 --officer officer-li --summary "..."
     python starter.py risks [--department D] [--level red]
     python starter.py inbox --actor officer-li | --department market-regulation
+    python starter.py report [--from 2026-11-01 --to 2026-11-30 --department D --matter M] \
+        [--format table|json|csv] [--chart report.png]
+    python starter.py demo                       # a scripted day against the running worker, then the report
     python starter.py status HALL1-0001
     python starter.py setup                      # register search attributes (idempotent)
     python starter.py schema [--out docs/schemas]
@@ -43,6 +46,7 @@ Exit codes: 0 done, 1 refused by hallflow (the message says why), 2 bad input, 3
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -54,6 +58,7 @@ from temporalio.common import SearchAttributePair, TypedSearchAttributes, Workfl
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
+import report
 from activities.catalog import CatalogError, load_catalog
 from contract import search
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
@@ -256,6 +261,32 @@ async def inbox(client: Client, settings: Settings, actor: str | None, departmen
     return sorted(rows, key=lambda r: r["due_at"] or "9999")
 
 
+async def run_demo(client: Client, settings: Settings) -> None:
+    """The scripted day (demo.py), then today's report and where to look in the UI."""
+    from datetime import datetime, timezone
+
+    import demo
+    from activities.db import make_engine
+    from contract.common import SHANGHAI
+
+    await search.ensure_search_attributes(client)
+    logging.getLogger().setLevel(logging.WARNING)  # the progress bar, not a log line per case
+    day = demo.Day(client, settings, start)
+    try:
+        await demo.check_worker(client, settings)
+        await day.run()
+    except demo.NoWorker as err:
+        raise Refused(str(err)) from None
+    today = datetime.now(timezone.utc).astimezone(SHANGHAI).date()
+    print(f"A day in hall-central: {len(day.cases)} cases ({day.prefix}-01 … {day.prefix}-{day.count:02d}), "
+          "ratings, a suggestion and a risk.\n")
+    print(report.render(report.build_report(make_engine(settings.database_url), today, today)))
+    print("\nIn the Web UI:")
+    for link in day.links():
+        print("  " + link)
+    print(f"\nWhat waits on officer-li: python starter.py inbox --actor officer-li")
+
+
 def write_schemas(out: Path) -> list[Path]:
     """The integration contract's JSON Schemas, generated from the pydantic models."""
     from contract import schemas
@@ -428,6 +459,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--department", required=True)
     s.add_argument("--overdue", action="store_true", help="only those past their step's deadline")
 
+    s = sub.add_parser("report", help="the hall's KPIs for a period, from the database (table, json or csv; --chart)")
+    report.add_arguments(s)
+
+    sub.add_parser("demo", help="a scripted day in a service hall against the running server and worker, then the report")
+
     s = sub.add_parser("inbox", help="what waits on an officer, an applicant or a department, oldest due first")
     who = s.add_mutually_exclusive_group(required=True)
     who.add_argument("--actor", help="officer-li, applicant:<id>, a department code as consulted, head:<dept>")
@@ -438,12 +474,24 @@ def parser() -> argparse.ArgumentParser:
 
     sub.add_parser("setup", help="register hallflow's search attributes on the namespace (idempotent)")
 
+    s = sub.add_parser("dev-calendar", help="DEVELOPMENT ONLY: data/calendar plus weekends-only placeholders (make run)")
+    s.add_argument("out", type=Path)
+
     s = sub.add_parser("schema", help="write the contract's JSON Schemas")
     s.add_argument("--out", default="docs/schemas")
     return p
 
 
 async def run(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command == "dev-calendar":
+        from datetime import date, timedelta
+
+        from activities.calendar import with_placeholders
+
+        for year in with_placeholders(settings.calendar_dir, args.out, date.today() + timedelta(days=366)):
+            print(f"WARNING: no {year}.toml in {settings.calendar_dir}: {args.out} has a weekends-only placeholder "
+                  "(development only; add the State Council's table for production)", file=sys.stderr)
+        return
     if args.command == "schema":
         for path in write_schemas(Path(args.out)):
             print(path)
@@ -454,6 +502,14 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
 
         entries = RiskActivities(make_engine(settings.database_url), None).register(args.department, args.level)
         print(json.dumps([e.model_dump(mode="json") for e in entries], indent=2, ensure_ascii=False))
+        return
+    if args.command == "report":
+        from activities.db import make_engine
+
+        try:
+            print(report.run(args, make_engine(settings.database_url)))
+        except ValueError as err:
+            raise Refused(str(err), 2) from None
         return
     if args.command == "published":
         from activities.db import make_engine
@@ -495,7 +551,9 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
             f"cannot reach Temporal at {settings.temporal_address} ({err}); is it running? (make run starts one)", 3
         ) from None
 
-    if args.command == "setup":
+    if args.command == "demo":
+        await run_demo(client, settings)
+    elif args.command == "setup":
         added = await search.ensure_search_attributes(client)
         print("search attributes added: " + (", ".join(added) if added else "none (all present)"))
     elif args.command == "start":

@@ -143,6 +143,33 @@ def _end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(), SHANGHAI).astimezone(timezone.utc)
 
 
+def with_placeholders(source: Path, target: Path, until: date) -> list[int]:
+    """A DEVELOPMENT calendar: `source`'s files copied to `target`, plus a weekends-only file for
+    each year up to `until` that `source` lacks. Returns the placeholder years.
+
+    For `make run` and the end-to-end tests only, so a demo still runs in December before the
+    State Council's table for next year is in data/calendar. Production reads data/calendar and
+    waits for the official file instead (a placeholder would be a guess). The placeholder's
+    version says so, and every deadline computed with it records that version.
+    """
+    import shutil
+
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("*.toml"):
+        old.unlink()
+    for path in source.glob("*.toml"):
+        shutil.copy(path, target / path.name)
+    missing = [year for year in range(date.today().year, until.year + 1) if not (source / f"{year}.toml").exists()]
+    for year in missing:
+        (target / f"{year}.toml").write_text(
+            f'year = {year}\nversion = "placeholder-{year}"\n'
+            f'source = "development placeholder: weekends only, NOT the official {year} calendar"\n'
+            "holidays = []\nworkdays = []\n",
+            encoding="utf-8",
+        )
+    return missing
+
+
 class CalendarActivities:
     def __init__(self, calendar: Calendar, directory: Path | None = None) -> None:
         self.calendar = calendar

@@ -6,13 +6,12 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 
 import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from activities.calendar import Calendar, CalendarYearMissing
+from activities.calendar import with_placeholders
 from activities.db import make_engine
 from activities.store import Store
 from contract import search
@@ -80,27 +79,16 @@ def hall(dev_server, tmp_path_factory):
 
 def shipped_calendar_or_placeholder(folder):
     """The shipped calendar, plus a weekends-only placeholder for a year it lacks within the next
-    60 working days (the longest limits used here: complex suggestions, 30; rating windows).
+    year (limits reach that far: complex suggestions, construction permits, rating windows).
 
     Today's cases use today's date, so each autumn the next year is needed before the State
-    Council's table is in data/calendar/: the test then warns instead of hanging on
+    Council's table is in data/calendar: the test then warns instead of hanging on
     CalendarYearMissing, and the warning says which file to add."""
-    import shutil
     import warnings
+    from datetime import date, timedelta
 
-    shutil.copytree(ROOT / "data" / "calendar", folder)
-    for _ in range(3):
-        try:
-            Calendar.load(folder).working_days_after(datetime.now(timezone.utc), 60)
-            return folder
-        except CalendarYearMissing as err:
-            year = int(str(err).split("calendar for ")[1][:4])
-            warnings.warn(f"data/calendar has no {year}.toml: end-to-end tests use a weekends-only placeholder; add the official file")
-            (folder / f"{year}.toml").write_text(
-                f'year = {year}\nversion = "placeholder-{year}"\nsource = "test placeholder: weekends only"\n'
-                "holidays = []\nworkdays = []\n",
-                encoding="utf-8",
-            )
+    for year in with_placeholders(ROOT / "data" / "calendar", folder, date.today() + timedelta(days=366)):
+        warnings.warn(f"data/calendar has no {year}.toml: end-to-end tests use a weekends-only placeholder; add the official file")
     return folder
 
 

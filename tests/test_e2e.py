@@ -344,3 +344,25 @@ def test_inbox_lists_what_waits_on_an_officer_or_a_department_oldest_due_first(h
     assert f"case-{case_no}" not in ids(inbox("--actor", "officer-li"))
     bad = hall("inbox", "--actor", 'x" OR WorkflowId != "')
     assert bad.returncode == 2 and "invalid actor" in bad.stderr
+
+
+def test_the_demo_runs_a_day_and_the_report_reads_it_back(hall, tmp_path):
+    import json
+
+    day = hall("demo")
+    assert day.returncode == 0, day.stderr
+    assert "14/14" in day.stderr  # the progress bar reached the end
+    assert "KPI report" in day.stdout and "Ratings (好差评)" in day.stdout
+    assert "WorkflowId%20STARTS_WITH%20%22case-DEMO-" in day.stdout  # a UI link to the demo's cases
+
+    chart = tmp_path / "report.png"
+    answer = hall("report", "--format", "json", "--chart", str(chart))
+    assert answer.returncode == 0, answer.stderr
+    figures = json.loads(answer.stdout)
+    assert figures["cases"]["received"] >= 12 and figures["cases"]["decided_automatically"] >= 2
+    # The demo's two bad reviews: one rectified, one set aside; other tests add their own.
+    assert figures["ratings"]["bad_reviews"] >= 2 and figures["ratings"]["rectified"] >= 1
+    assert figures["ratings"]["set_aside"] >= 1 and figures["suggestions"]["adopted"] >= 1
+    assert chart.stat().st_size > 10_000 and chart.read_bytes()[:4] == b"\x89PNG"
+    backwards = hall("report", "--from", "2026-12-31", "--to", "2026-01-01")
+    assert backwards.returncode == 2 and "after it ends" in backwards.stderr
