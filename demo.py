@@ -230,6 +230,7 @@ class Day:
             id=suggestion_workflow_id(no),
             task_queue=self.settings.task_queue,
             static_summary=f"suggestion {no} · market-regulation",
+            static_details=f"Public suggestion **{no}** (general) for `market-regulation` to answer (demo).",
         )
         await self.until(handle, SuggestionWorkflow.status, lambda s: s.due_at is not None)
         await handle.execute_update(
@@ -248,6 +249,7 @@ class Day:
             id=risk_workflow_id(no),
             task_queue=self.settings.task_queue,
             static_summary=f"risk {no} · market-regulation",
+            static_details=f"Risk **{no}** (social), reported by hand; owner `officer-li` (demo).",
         )
         await self.until(handle, RiskWorkflow.status, lambda s: s.due_at is not None)
         await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="officer-li", group="emergency-group-1"))

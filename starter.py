@@ -580,6 +580,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         workflow_id = await start_once(
             client, settings, RiskWorkflow.run, risk, risk_workflow_id(risk.risk_no), f"risk {risk.risk_no}",
             f"risk {risk.risk_no} · {risk.responsible_department}",
+            f"Risk **{risk.risk_no}** ({risk.type}), reported by hand; department `{risk.responsible_department}`, "
+            f"owner `{risk.owner}`.",
         )
         print(f"risk {risk.risk_no} reported: workflow id {workflow_id}")
         print(ui_link(settings, workflow_id))
@@ -587,6 +589,8 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
         workflow_id = await start_once(
             client, settings, SuggestionWorkflow.run, suggestion, suggestion_workflow_id(suggestion.suggestion_no),
             f"suggestion {suggestion.suggestion_no}", f"suggestion {suggestion.suggestion_no} · {suggestion.department}",
+            f"Public suggestion **{suggestion.suggestion_no}** ({suggestion.complexity}) for `{suggestion.department}` "
+            "to answer; the submitter is not named here.",
         )
         print(f"suggestion {suggestion.suggestion_no} submitted: workflow id {workflow_id}")
         print(ui_link(settings, workflow_id))
@@ -670,7 +674,9 @@ def _workflow_id(args: argparse.Namespace) -> str:
     return case_workflow_id(args.case_no)
 
 
-async def start_once(client: Client, settings: Settings, run, arg, workflow_id: str, what: str, summary: str) -> str:
+async def start_once(
+    client: Client, settings: Settings, run, arg, workflow_id: str, what: str, summary: str, details: str
+) -> str:
     """Start a risk or a suggestion; its number names it forever (REJECT_DUPLICATE)."""
     try:
         await client.start_workflow(
@@ -680,6 +686,7 @@ async def start_once(client: Client, settings: Settings, run, arg, workflow_id: 
             task_queue=settings.task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             static_summary=summary,
+            static_details=details,
         )
     except WorkflowAlreadyStartedError:
         raise Refused(f"{what} already exists: {ui_link(settings, workflow_id)}") from None

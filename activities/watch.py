@@ -23,4 +23,5 @@ class WatchDelivery:
             start_signal="rating",
             start_signal_args=[rating],
             static_summary=f"satisfaction watch · {rating.department}",
+            static_details=f"The bad-review rate of `{rating.department}` over a sliding window; query `status`.",
         )

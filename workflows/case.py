@@ -211,7 +211,11 @@ class CaseWorkflow(SignalTwins):
         )
         workflow_id = f"rectification-{self._app.case_no}"
         summary = f"bad review of case {self._app.case_no} · {rating.department}"
-        started = await start_detached("RectificationWorkflow", order, workflow_id, summary)
+        details = (
+            f"Bad review (score {rating.score}) of case **{self._app.case_no}**, matter `{self._app.matter_code}`, "
+            f"to be put right by `{rating.department}`; accepted at {self._app.hall}."
+        )
+        started = await start_detached("RectificationWorkflow", order, workflow_id, summary, details)
         action = "rectification_started" if started else "rectification_already_open"
         await self._record(action, SYSTEM, details={"workflow_id": workflow_id})
 
@@ -640,7 +644,11 @@ class CaseWorkflow(SignalTwins):
             case_no=self._app.case_no,
         )
         summary = f"overdue case {self._app.case_no} · {self._matter.lead_department}"
-        if await start_detached("RiskWorkflow", report, risk_workflow_id(risk_no), summary):
+        details = (
+            f"Case **{self._app.case_no}** (matter `{self._matter.code}`, hall {self._app.hall}) passed its promised "
+            f"limit; owner `head:{self._matter.lead_department}`."
+        )
+        if await start_detached("RiskWorkflow", report, risk_workflow_id(risk_no), summary, details):
             await self._record("risk_raised", SYSTEM, details={"workflow_id": risk_workflow_id(risk_no)})
 
     def _waiting_on(self) -> list[str]:

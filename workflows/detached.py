@@ -7,7 +7,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.workflow import ParentClosePolicy
 
 
-async def start_detached(workflow_type: str, arg: Any, workflow_id: str, summary: str) -> bool:
+async def start_detached(workflow_type: str, arg: Any, workflow_id: str, summary: str, details: str = "") -> bool:
     """Start `workflow_type` as a child the parent's end leaves running. False when that id is
     already taken (started by hand, or an earlier attempt): that one stands, and the parent must
     not fail over it."""
@@ -18,6 +18,7 @@ async def start_detached(workflow_type: str, arg: Any, workflow_id: str, summary
             id=workflow_id,
             parent_close_policy=ParentClosePolicy.ABANDON,
             static_summary=summary,
+            static_details=details or None,
         )
     except WorkflowAlreadyStartedError:
         return False

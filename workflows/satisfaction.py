@@ -40,6 +40,7 @@ class SatisfactionWatchWorkflow:
             await workflow.wait_condition(lambda: bool(self._inbox) or self._should_continue(watch.ratings_per_run))
             while self._inbox:
                 await self._take(self._inbox.pop(0), trail)
+            workflow.set_current_details(self._details_line())
             if self._should_continue(watch.ratings_per_run) and not self._inbox:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._state)
@@ -84,7 +85,13 @@ class SatisfactionWatchWorkflow:
             owner=f"head:{state.department}",
             level=Level.RED,  # domain.md: over 5% starts an emergency response
         )
-        await start_detached("RiskWorkflow", report, risk_workflow_id(risk_no), f"satisfaction emergency · {state.department}")
+        await start_detached(
+            "RiskWorkflow",
+            report,
+            risk_workflow_id(risk_no),
+            f"satisfaction emergency · {state.department}",
+            f"Red risk: `{state.department}`'s {report.title}; started by `satisfaction-{state.department}`.",
+        )
         state.open_risk = risk_no
         await trail.record("emergency_started", SYSTEM, details={**details, "risk_no": risk_no})
 
@@ -98,6 +105,14 @@ class SatisfactionWatchWorkflow:
     def risk_closed(self, risk_no: str) -> None:
         if self._state.open_risk == risk_no:
             self._state.open_risk = None
+
+    def _details_line(self) -> str:
+        s = self.status()
+        share = f"{s.bad_share:.1%}" if s.bad_share is not None else "not enough ratings yet"
+        parts = ["**over the line**" if s.over_line else "**below the line**", s.department, f"{s.bad}/{s.ratings} bad ({share})"]
+        if s.open_risk:
+            parts.append(f"risk {s.open_risk} open")
+        return " · ".join(parts)
 
     @workflow.query(name="status")
     def status(self) -> WatchStatus:
