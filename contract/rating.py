@@ -138,3 +138,4 @@ class RectificationStatus(BaseModel):
     last_events: list[dict] = Field(default_factory=list)
     # Signal twins refused (newest last): never applied; the reason says how to fix the message.
     refused_signals: list[RefusedSignal] = Field(default_factory=list)
+    refused_signal_count: int = 0  # all refused in this run; only the first 100 are audited

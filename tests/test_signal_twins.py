@@ -64,3 +64,25 @@ async def test_invalid_twins_are_refused_recorded_and_the_case_goes_on(env, hall
         ("signal", "review_signal", "InvalidPayload"),
     ]
     assert len(audit) == 5
+
+
+async def test_a_flood_of_bad_twins_is_counted_not_audited_without_end(env, hall_worker, catalog, sqlite_store):
+    from workflows.twins import AUDIT_REFUSALS
+
+    app = application(catalog["social-insurance-transfer"])
+    async with hall_worker(env.client) as tq:
+        handle = await start_case(env.client, app, tq)
+        await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        for n in range(AUDIT_REFUSALS + 20):
+            await handle.signal("vote_signal", {"member": f"m{n}", "choice": "approve"})
+        status = await wait_status(handle, lambda s: s.refused_signal_count == AUDIT_REFUSALS + 20, timeout=60)
+
+        def refusals():
+            return [e for e in sqlite_store.audit_trail("case", app.case_no) if e.action == "signal_refused"]
+
+        audited = await eventually(lambda: len(refusals()) >= AUDIT_REFUSALS and refusals(), timeout=60)
+
+    assert status.refused_signal_count == AUDIT_REFUSALS + 20
+    assert len(status.refused_signals) == 20 and status.refused_signals[-1].reason.startswith("case")
+    assert len(audited) == AUDIT_REFUSALS
+    assert "later ones are only counted" in audited[-1].reason

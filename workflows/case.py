@@ -1018,6 +1018,7 @@ class CaseWorkflow(SignalTwins):
             rating=self._rating.score if self._rating else None,
             last_events=self._events[-LAST_EVENTS:],
             refused_signals=self.refused_signals,
+            refused_signal_count=self.refused_signal_count,
         )
 
     # ---- helpers -----------------------------------------------------------------------------

@@ -218,6 +218,7 @@ class RectificationWorkflow(SignalTwins):
             reply=self._rectify.reply if self._rectify else "",
             last_events=self._trail.events[-LAST_EVENTS:],
             refused_signals=self.refused_signals,
+            refused_signal_count=self.refused_signal_count,
         )
 
     def _details_line(self) -> str:

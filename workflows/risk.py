@@ -288,6 +288,7 @@ class RiskWorkflow(SignalTwins):
             reviewed=self._review is not None,
             last_events=self._trail.events[-LAST_EVENTS:],
             refused_signals=self.refused_signals,
+            refused_signal_count=self.refused_signal_count,
         )
 
     def _details_line(self) -> str:

@@ -216,6 +216,7 @@ class SuggestionWorkflow(SignalTwins):
             answer=self._answer,
             last_events=self._trail.events[-LAST_EVENTS:],
             refused_signals=self.refused_signals,
+            refused_signal_count=self.refused_signal_count,
         )
 
     def _details_line(self) -> str:

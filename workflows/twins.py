@@ -23,6 +23,9 @@ with workflow.unsafe.imports_passed_through():
 # start applying it now.
 TWINS_PATCH = "signal-twins"
 KEEP_REFUSED = 20
+# Each audited refusal costs history events; past this many in one run a sender gone wrong is
+# counted in status instead, so a flood of bad signals cannot grow the history without bound.
+AUDIT_REFUSALS = 100
 
 
 class SignalTwins:
@@ -30,11 +33,16 @@ class SignalTwins:
 
     SIGNAL_TWINS: ClassVar[dict[str, tuple[type[BaseModel], Callable[[Any, Any], None]]]] = {}
 
+    # Kept here, not in each workflow's __init__: the lists start empty on first use.
     @property
     def refused_signals(self) -> list[RefusedSignal]:
         if not hasattr(self, "_refused_signals"):
             self._refused_signals: list[RefusedSignal] = []
         return self._refused_signals
+
+    @property
+    def refused_signal_count(self) -> int:
+        return getattr(self, "_refused_signal_count", 0)
 
     async def _audit_refusal(self, refusal: RefusedSignal) -> None:
         raise NotImplementedError
@@ -65,7 +73,14 @@ class SignalTwins:
         refusal = RefusedSignal(signal=name, reason=reason, error=error, at=workflow.now())
         self.refused_signals.append(refusal)
         del self.refused_signals[:-KEEP_REFUSED]
+        self._refused_signal_count = self.refused_signal_count + 1
+        if self.refused_signal_count > AUDIT_REFUSALS:
+            return
         workflow.logger.warning("signal_refused", extra={"signal": name, "error": error})
+        if self.refused_signal_count == AUDIT_REFUSALS:
+            refusal = refusal.model_copy(
+                update={"reason": f"{reason} (refusal {AUDIT_REFUSALS}: later ones are only counted in status)"}
+            )
         await self._audit_refusal(refusal)
 
 
