@@ -284,7 +284,7 @@ async def run_demo(client: Client, settings: Settings) -> None:
     print("\nIn the Web UI:")
     for link in day.links():
         print("  " + link)
-    print(f"\nWhat waits on officer-li: python starter.py inbox --actor officer-li")
+    print("\nWhat waits on officer-li: python starter.py inbox --actor officer-li")
 
 
 def write_schemas(out: Path) -> list[Path]:

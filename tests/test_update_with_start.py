@@ -1,11 +1,16 @@
 """Update-with-start: an integrator hands in materials for a case in one call, whether or not the
 hall's start has reached the server yet (`USE_EXISTING`)."""
 
+import asyncio
+import time
 from datetime import timedelta
+
+from temporalio import activity
 
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
+from activities.store import Store
 from contract.case import CaseStage, SupplementMaterials, case_workflow_id
 from tests.builders import application, wait_status
 from workflows.case import CaseWorkflow
@@ -62,3 +67,58 @@ async def test_on_a_running_case_it_is_a_plain_supplement(env, hall_worker, cata
 
     assert result.complete and result.not_used == []
     assert status.missing_materials == [] and status.stage == CaseStage.AWAITING_REVIEW
+
+
+class SlowRecordStore(Store):
+    """The real store, with the credit-record lookup taking a while (a slow database)."""
+
+    @activity.defn(name="has_broken_commitment")
+    def has_broken_commitment(self, applicant_id: str) -> bool:
+        time.sleep(1.5)
+        return super().has_broken_commitment(applicant_id)
+
+
+async def test_materials_arriving_during_the_acceptance_check_count(env, hall_worker, catalog, sqlite_store):
+    store = SlowRecordStore(sqlite_store.engine)
+    app = application(catalog["enterprise-opening"], without=("residence-proof",), signed=True)
+    async with hall_worker(env.client, store=store) as tq:
+        handle = await env.client.start_workflow(
+            CaseWorkflow.run, app, id=case_workflow_id(app.case_no), task_queue=tq, execution_timeout=timedelta(days=400)
+        )
+
+        async def checking() -> bool:
+            pending = (await handle.describe()).raw_description.pending_activities
+            return any(a.activity_type.name == "has_broken_commitment" for a in pending)
+
+        while not await checking():
+            await asyncio.sleep(0.05)
+        result = await handle.execute_update(
+            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="e-docs")
+        )
+        status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+
+    assert result.complete and result.still_missing == []
+    assert status.missing_materials == [] and status.deferral_due_at is None
+    actions = [e.action for e in store.audit_trail("case", app.case_no)]
+    assert actions[:3] == ["received", "materials_supplemented", "accepted"]
+
+
+async def test_materials_sent_right_after_the_start_are_never_lost(env, hall_worker, catalog):
+    """Whenever they land (before, during or after the acceptance check), they count once."""
+    async def one(tq):
+        app = application(catalog["enterprise-opening"], without=("residence-proof",), signed=True)
+        handle = await env.client.start_workflow(
+            CaseWorkflow.run, app, id=case_workflow_id(app.case_no), task_queue=tq, execution_timeout=timedelta(days=400)
+        )
+        result = await handle.execute_update(
+            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="e-docs")
+        )
+        status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        return result, status
+
+    async with hall_worker(env.client) as tq:
+        answers = await asyncio.gather(*(one(tq) for _ in range(8)))
+
+    for result, status in answers:
+        assert result.complete and result.still_missing == []
+        assert status.missing_materials == []

@@ -241,7 +241,12 @@ class CaseWorkflow(SignalTwins):
             return None
         if not self._app.commitment_signed:
             return everything_missing, ["容缺受理须签署告知承诺书（deferral needs a signed commitment）"]
-        if await act.has_broken_commitment(self._app.applicant.applicant_id):
+        received = set(self._received)
+        broken = await act.has_broken_commitment(self._app.applicant.applicant_id)
+        if self._received != received:
+            # Materials arrived while the record was checked (sent with the start): check again.
+            return await self._acceptance_check(matter)
+        if broken:
             return everything_missing, ["申请人有承诺失信记录，不适用容缺受理（broken commitment on record）"]
         self._deferred = missing_other
         self._materials_complete = False
@@ -713,6 +718,10 @@ class CaseWorkflow(SignalTwins):
         given = set(req.materials)
         self._received |= given
         self._early |= given
+        # The check may have decided a deferral already, with acceptance still being recorded.
+        self._deferred -= given
+        if not self._deferred:
+            self._materials_complete = True
         await workflow.wait_condition(lambda: self._registered)
         await self._record("materials_supplemented", req.submitted_by, details={"materials": sorted(given), "before_acceptance": True})
         await workflow.wait_condition(lambda: self._stage != CaseStage.RECEIVED)
