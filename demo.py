@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from typing import NamedTuple
 from urllib.parse import quote
 
 from temporalio.client import Client, WorkflowHandle
@@ -21,15 +22,21 @@ from activities.catalog import load_catalog
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Vote
 from contract.case import Applicant, CaseApplication, CaseStage, SupplementMaterials, Withdraw, case_workflow_id
 from contract.rating import ConfirmSetAside, Rate, Rectify, Verify
-from contract.risk import Acknowledge, RiskReport, SubmitPlan, risk_workflow_id
-from contract.suggestion import Respond, Suggestion, suggestion_workflow_id
+from contract.risk import Acknowledge, RiskReport, SubmitPlan
+from contract.suggestion import Respond, Suggestion
 from settings import Settings
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
 from workflows.risk import RiskWorkflow
 from workflows.suggestion import SuggestionWorkflow
 
-StartCase = Callable[[Client, Settings, CaseApplication], Awaitable[str]]
+class Starters(NamedTuple):
+    """starter.py's own start functions: the demo starts workflows exactly as a hall does."""
+
+    case: Callable[[Client, Settings, CaseApplication], Awaitable[str]]
+    risk: Callable[[Client, Settings, RiskReport], Awaitable[str]]
+    suggestion: Callable[[Client, Settings, Suggestion], Awaitable[str]]
+
 WAIT_SECONDS = 30.0
 
 
@@ -40,8 +47,8 @@ class NoWorker(RuntimeError):
 class Day:
     """One run of the demo: numbering, starting and waiting, and the progress bar."""
 
-    def __init__(self, client: Client, settings: Settings, start_case: StartCase, out=sys.stderr) -> None:
-        self.client, self.settings, self.start_case, self.out = client, settings, start_case, out
+    def __init__(self, client: Client, settings: Settings, starters: Starters, out=sys.stderr) -> None:
+        self.client, self.settings, self.start, self.out = client, settings, starters, out
         self.catalog = load_catalog(settings.catalog_file)
         self.prefix = f"DEMO-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
         self.count = 0
@@ -61,7 +68,7 @@ class Day:
             materials=[m.code for m in self.catalog[matter].materials if m.code not in without],
             commitment_signed=signed,
         )
-        await self.start_case(self.client, self.settings, app)
+        await self.start.case(self.client, self.settings, app)
         self.cases.append(case_no)
         return self.client.get_workflow_handle(case_workflow_id(case_no))
 
@@ -221,17 +228,11 @@ class Day:
 
     async def suggestion_answered(self) -> None:
         no = f"{self.prefix}-S1"
-        handle = await self.client.start_workflow(
-            SuggestionWorkflow.run,
-            Suggestion(
-                suggestion_no=no, submitter_id="citizen-demo", topic="more seats in the waiting area",
-                content="Waiting area seats are full by 9:30.", department="market-regulation",
-            ),
-            id=suggestion_workflow_id(no),
-            task_queue=self.settings.task_queue,
-            static_summary=f"suggestion {no} · market-regulation",
-            static_details=f"Public suggestion **{no}** (general) for `market-regulation` to answer (demo).",
+        suggestion = Suggestion(
+            suggestion_no=no, submitter_id="citizen-demo", topic="more seats in the waiting area",
+            content="Waiting area seats are full by 9:30.", department="market-regulation",
         )
+        handle = self.client.get_workflow_handle(await self.start.suggestion(self.client, self.settings, suggestion))
         await self.until(handle, SuggestionWorkflow.status, lambda s: s.due_at is not None)
         await handle.execute_update(
             SuggestionWorkflow.respond,
@@ -240,17 +241,11 @@ class Day:
 
     async def risk_handled(self) -> None:
         no = f"{self.prefix}-R1"
-        handle = await self.client.start_workflow(
-            RiskWorkflow.run,
-            RiskReport(
-                risk_no=no, type="social", title="crowd at the hall entrance", probability=0.6, impact="high",
-                responsible_department="market-regulation", owner="officer-li",
-            ),
-            id=risk_workflow_id(no),
-            task_queue=self.settings.task_queue,
-            static_summary=f"risk {no} · market-regulation",
-            static_details=f"Risk **{no}** (social), reported by hand; owner `officer-li` (demo).",
+        risk = RiskReport(
+            risk_no=no, type="social", title="crowd at the hall entrance", probability=0.6, impact="high",
+            responsible_department="market-regulation", owner="officer-li",
         )
+        handle = self.client.get_workflow_handle(await self.start.risk(self.client, self.settings, risk))
         await self.until(handle, RiskWorkflow.status, lambda s: s.due_at is not None)
         await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="officer-li", group="emergency-group-1"))
         await self.until(handle, RiskWorkflow.status, lambda s: s.entry.state == "awaiting_plan")

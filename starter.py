@@ -271,7 +271,7 @@ async def run_demo(client: Client, settings: Settings) -> None:
 
     await search.ensure_search_attributes(client)
     logging.getLogger().setLevel(logging.WARNING)  # the progress bar, not a log line per case
-    day = demo.Day(client, settings, start)
+    day = demo.Day(client, settings, demo.Starters(start, start_risk, start_suggestion))
     try:
         await demo.check_worker(client, settings)
         await day.run()
@@ -577,21 +577,11 @@ async def run(args: argparse.Namespace, settings: Settings) -> None:
     elif args.command in ROUTE_UPDATES:
         _print(await _update(client, args.case_no, update, req, _workflow_id(args)))
     elif args.command == "risk":
-        workflow_id = await start_once(
-            client, settings, RiskWorkflow.run, risk, risk_workflow_id(risk.risk_no), f"risk {risk.risk_no}",
-            f"risk {risk.risk_no} · {risk.responsible_department}",
-            f"Risk **{risk.risk_no}** ({risk.type}), reported by hand; department `{risk.responsible_department}`, "
-            f"owner `{risk.owner}`.",
-        )
+        workflow_id = await start_risk(client, settings, risk)
         print(f"risk {risk.risk_no} reported: workflow id {workflow_id}")
         print(ui_link(settings, workflow_id))
     elif args.command == "suggest":
-        workflow_id = await start_once(
-            client, settings, SuggestionWorkflow.run, suggestion, suggestion_workflow_id(suggestion.suggestion_no),
-            f"suggestion {suggestion.suggestion_no}", f"suggestion {suggestion.suggestion_no} · {suggestion.department}",
-            f"Public suggestion **{suggestion.suggestion_no}** ({suggestion.complexity}) for `{suggestion.department}` "
-            "to answer; the submitter is not named here.",
-        )
+        workflow_id = await start_suggestion(client, settings, suggestion)
         print(f"suggestion {suggestion.suggestion_no} submitted: workflow id {workflow_id}")
         print(ui_link(settings, workflow_id))
     elif args.command == "open":
@@ -692,6 +682,24 @@ async def start_once(
         raise Refused(f"{what} already exists: {ui_link(settings, workflow_id)}") from None
     log.info("workflow_started", workflow_id=workflow_id)
     return workflow_id
+
+
+async def start_risk(client: Client, settings: Settings, risk: RiskReport) -> str:
+    return await start_once(
+        client, settings, RiskWorkflow.run, risk, risk_workflow_id(risk.risk_no), f"risk {risk.risk_no}",
+        f"risk {risk.risk_no} · {risk.responsible_department}",
+        f"Risk **{risk.risk_no}** ({risk.type}), reported by hand; department `{risk.responsible_department}`, "
+        f"owner `{risk.owner}`.",
+    )
+
+
+async def start_suggestion(client: Client, settings: Settings, suggestion: Suggestion) -> str:
+    return await start_once(
+        client, settings, SuggestionWorkflow.run, suggestion, suggestion_workflow_id(suggestion.suggestion_no),
+        f"suggestion {suggestion.suggestion_no}", f"suggestion {suggestion.suggestion_no} · {suggestion.department}",
+        f"Public suggestion **{suggestion.suggestion_no}** ({suggestion.complexity}) for `{suggestion.department}` "
+        "to answer; the submitter is not named here.",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

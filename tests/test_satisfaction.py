@@ -5,20 +5,17 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities
 from activities.risk import RiskActivities
 from activities.watch import WatchDelivery
-from contract import search
-from contract.converter import data_converter
 from contract.rating import Rating
 from contract.risk import Level, RiskPolicy
 from settings import ROOT
 from tests.builders import eventually, wait_status
-from tests.temporal_fixtures import BIN, TEST_CALENDAR
+from tests.temporal_fixtures import TEST_CALENDAR
 from worker import WORKFLOWS, hallflow_activities
 from workflows.satisfaction import SatisfactionWatchWorkflow, watch_workflow_id
 
@@ -143,25 +140,17 @@ async def test_old_ratings_leave_the_window(env, sqlite_store, catalog):
     assert (after.ratings, after.bad) == (1, 1)
 
 
-async def test_continue_as_new_keeps_the_window(sqlite_store, catalog):
+async def test_continue_as_new_keeps_the_window(dev_server, sqlite_store, catalog):
     # On the dev server: the time-skipping test server can lose the next run's first task when a
     # signal lands on a run that is continuing as new ("Task not found when completing").
-    env = await WorkflowEnvironment.start_local(
-        ip="127.0.0.1",
-        data_converter=data_converter,
-        dev_server_existing_path=str(BIN / "temporal"),
-        search_attributes=search.ALL,
-    )
-    try:
-        async with Hall(env, sqlite_store, catalog, policy(ratings_per_run=10, min_ratings=5)) as hall:
-            hall.now = await env.get_current_time()
-            for n in range(1, 26):
-                await hall.rate(1 if n in (3, 17) else 5)
-                await hall.status(lambda s, n=n: s.ratings == n)
-            carried = await hall.status(lambda s: s.ratings == 25)
-            desc = await env.client.get_workflow_handle(watch_workflow_id(DEPARTMENT)).describe()
-    finally:
-        await env.shutdown()
+    env = dev_server
+    async with Hall(env, sqlite_store, catalog, policy(ratings_per_run=10, min_ratings=5)) as hall:
+        hall.now = await env.get_current_time()
+        for n in range(1, 26):
+            await hall.rate(1 if n in (3, 17) else 5)
+            await hall.status(lambda s, n=n: s.ratings == n)
+        carried = await hall.status(lambda s: s.ratings == 25)
+        desc = await env.client.get_workflow_handle(watch_workflow_id(DEPARTMENT)).describe()
 
     # 25 ratings at 10 per run: a later run holds all 25, the bad ones of the first runs included.
     assert desc.run_id != desc.raw_description.workflow_execution_info.first_run_id
