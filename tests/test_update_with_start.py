@@ -51,21 +51,24 @@ async def test_materials_sent_with_the_start_count_at_acceptance(env, hall_worke
     assert trail[2][0] == "accepted"
 
 
-async def test_on_a_running_case_it_is_a_plain_supplement(env, hall_worker, catalog):
+async def test_on_a_running_case_it_is_a_plain_supplement(env, hall_worker, catalog, sqlite_store):
     app = application(catalog["enterprise-opening"], without=("residence-proof",), signed=True)
     async with hall_worker(env.client) as tq:
         hall_start = await env.client.start_workflow(
             CaseWorkflow.run, app, id=case_workflow_id(app.case_no), task_queue=tq, execution_timeout=timedelta(days=400)
         )
-        await wait_status(hall_start, lambda s: s.missing_materials == ["residence-proof"])
+        await wait_status(hall_start, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
         result = await env.client.execute_update_with_start_workflow(
             CaseWorkflow.supplement_materials,
             SupplementMaterials(materials=["residence-proof"], submitted_by="e-docs"),
             start_workflow_operation=_with_start(app, tq),
         )
         status = await hall_start.query(CaseWorkflow.status)
+        trail = [e.action for e in sqlite_store.audit_trail("case", app.case_no)]
 
     assert result.complete and result.not_used == []
+    assert trail[:3] == ["received", "accepted_with_deferral", "review_requested"]  # it really was running
+    assert "materials_complete" in trail
     assert status.missing_materials == [] and status.stage == CaseStage.AWAITING_REVIEW
 
 

@@ -686,9 +686,9 @@ class CaseWorkflow(SignalTwins):
             dues.append(self._rating_open_until)
         return list(dict.fromkeys(who)), min(dues) if dues else None
 
-    def _publish_waiting(self) -> None:
+    def _publish_waiting(self, along=()) -> None:
         who, due = self._inbox()
-        self._waiting.publish(who, due, with_due=True)
+        self._waiting.publish(who, due, with_due=True, along=along)
 
     # ---- messages from outside ---------------------------------------------------------------
 
@@ -1052,8 +1052,7 @@ class CaseWorkflow(SignalTwins):
         if self._v2 and self._stage.is_final:
             return  # a concurrent step ended the case first (withdrawal, termination)
         self._stage = stage
-        workflow.upsert_search_attributes([search.CASE_STAGE.value_set(stage)])
-        self._publish_waiting()
+        self._publish_waiting(along=[search.CASE_STAGE.value_set(stage)])
         workflow.set_current_details(self._details_line())
         workflow.logger.info("case_stage", extra={"case_no": self._app.case_no, "stage": stage.value})
         await self._record(action, actor, reason, details)

@@ -111,8 +111,7 @@ class RectificationWorkflow(SignalTwins):
 
         async def escalate() -> None:
             self._overdue = True
-            workflow.upsert_search_attributes(overdue_flags(True, None))
-            self._waiting.publish([self._order.department, f"head:{self._order.department}"])
+            self._waiting.publish([self._order.department, f"head:{self._order.department}"], along=overdue_flags(True, None))
             workflow.set_current_details(self._details_line())
             title, body = notices.feedback_overdue(subject, step, self._due_or_raise())
             await self._trail.notify(f"head:{self._order.department}", "rectification_overdue", title, body)
@@ -122,8 +121,10 @@ class RectificationWorkflow(SignalTwins):
 
     async def _enter(self, stage: RectificationStage, due: datetime | None) -> None:
         self._stage, self._due, self._overdue = stage, due, False
-        workflow.upsert_search_attributes([search.FEEDBACK_STAGE.value_set(stage), *overdue_flags(False, due)])
-        self._waiting.publish([self._order.department] if due is not None else [])
+        self._waiting.publish(
+            [self._order.department] if due is not None else [],
+            along=[search.FEEDBACK_STAGE.value_set(stage), *overdue_flags(False, due)],
+        )
         workflow.set_current_details(self._details_line())
 
     def _due_or_raise(self) -> datetime:

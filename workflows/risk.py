@@ -172,15 +172,14 @@ class RiskWorkflow(SignalTwins):
         ]
         if self._due is not None:
             updates.append(search.STEP_DUE_AT.value_set(self._due))
-        workflow.upsert_search_attributes(updates)
-        workflow.set_current_details(self._details_line())
         # The owner acts on every step; the department is accountable until the plan is in.
         who = {
             RiskState.AWAITING_ACKNOWLEDGEMENT: [self._entry.owner, self._entry.responsible_department],
             RiskState.AWAITING_PLAN: [self._entry.owner, self._entry.responsible_department],
             RiskState.HANDLING: [self._entry.owner],
         }
-        self._waiting.publish(who.get(self._entry.state, []))
+        self._waiting.publish(who.get(self._entry.state, []), along=updates)
+        workflow.set_current_details(self._details_line())
 
     # ---- messages ---------------------------------------------------------------------------------
 

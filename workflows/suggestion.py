@@ -78,8 +78,7 @@ class SuggestionWorkflow(SignalTwins):
     async def _set_due(self, due: datetime) -> None:
         self._due = due
         self._overdue = self._overdue and due <= workflow.now()
-        workflow.upsert_search_attributes(overdue_flags(self._overdue, due))
-        self._waiting.publish(self._owed_by())
+        self._waiting.publish(self._owed_by(), along=overdue_flags(self._overdue, due))
         workflow.set_current_details(self._details_line())
 
     def _owed_by(self) -> list[str]:
@@ -97,8 +96,7 @@ class SuggestionWorkflow(SignalTwins):
 
     async def _escalate(self) -> None:
         self._overdue = True
-        workflow.upsert_search_attributes(overdue_flags(True, None))
-        self._waiting.publish(self._owed_by())
+        self._waiting.publish(self._owed_by(), along=overdue_flags(True, None))
         workflow.set_current_details(self._details_line())
         title, body = notices.feedback_overdue(f"建议 {self._s.suggestion_no}", "答复", self._due_at())
         await self._trail.notify(f"head:{self._s.department}", "suggestion_overdue", title, body)
@@ -122,8 +120,7 @@ class SuggestionWorkflow(SignalTwins):
         )
         self._stage = SuggestionStage.ANSWERED
         self._overdue = False
-        workflow.upsert_search_attributes([search.FEEDBACK_STAGE.value_set(self._stage), search.STEP_OVERDUE.value_set(False)])
-        self._waiting.publish([])
+        self._waiting.publish([], along=[search.FEEDBACK_STAGE.value_set(self._stage), search.STEP_OVERDUE.value_set(False)])
         workflow.set_current_details(self._details_line())
         await self._trail.record(
             "answered", r.officer, r.reason, details={"adopted": r.adopted, "on_time": self._answer.on_time}

@@ -25,18 +25,18 @@ class Waiting:
         """Call once at the start of the run (the patch decision is made there, for life)."""
         self.enabled = workflow.patched(WAITING_ON_PATCH)
 
-    def publish(self, who: list[str], due: datetime | None = None, *, with_due: bool = False) -> None:
-        """Upsert WaitingOn (and, `with_due`, StepDueAt: the feedback and risk workflows keep their
-        own) when it changed."""
-        if not self.enabled:
-            return
+    def publish(self, who: list[str], due: datetime | None = None, *, with_due: bool = False, along=()) -> None:
+        """Upsert `along` (the caller's own attributes) and, when it changed, WaitingOn (and,
+        `with_due`, StepDueAt: the feedback and risk workflows keep their own), in one upsert:
+        one history event, not two."""
+        updates = list(along)
         state = (sorted(set(who)), due if who and with_due else None)
-        if state == self._published:
-            return
-        self._published = state
-        updates = [search.WAITING_ON.value_set(state[0])]
-        if with_due and state[1] is not None:
-            # Not unset when nothing is due: the SDK cannot decode an unset Datetime in describe();
-            # WaitingOn = [] already says nothing is awaited.
-            updates.append(search.STEP_DUE_AT.value_set(state[1]))
-        workflow.upsert_search_attributes(updates)
+        if self.enabled and state != self._published:
+            self._published = state
+            updates.append(search.WAITING_ON.value_set(state[0]))
+            if with_due and state[1] is not None:
+                # Not unset when nothing is due: the SDK cannot decode an unset Datetime in
+                # describe(); WaitingOn = [] already says nothing is awaited.
+                updates.append(search.STEP_DUE_AT.value_set(state[1]))
+        if updates:
+            workflow.upsert_search_attributes(updates)
