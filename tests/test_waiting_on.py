@@ -49,3 +49,25 @@ async def test_departments_owing_opinions_are_waited_on(env, hall_worker, catalo
         who, due = await _waiting(handle)
     assert who == sorted(c.department for c in matter.consult)
     assert due == min(c.due_at for c in status.consultations)
+
+
+async def test_a_risk_waits_on_its_owner_until_the_plan_is_carried_out(env, hall_worker):
+    from datetime import timedelta
+
+    from contract.risk import Acknowledge, SubmitPlan
+    from tests.test_risk import report
+    from workflows.risk import RiskWorkflow
+
+    async with hall_worker(env.client) as tq:
+        handle = await env.client.start_workflow(
+            RiskWorkflow.run, report("wait-1", 0.6, "high"), id="risk-wait-1", task_queue=tq,
+            execution_timeout=timedelta(days=30),
+        )
+        reported = await wait_status(handle, lambda s: s.due_at is not None, query=RiskWorkflow.status)
+        assert await _waiting(handle) == (sorted([reported.entry.owner, reported.entry.responsible_department]), reported.due_at)
+        await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="officer-li", group="g1"))
+        await wait_status(handle, lambda s: s.entry.state == "awaiting_plan" and s.due_at, query=RiskWorkflow.status)
+        carried_out_by = reported.entry.reported_at + timedelta(days=3)
+        await handle.execute_update(RiskWorkflow.submit_plan, SubmitPlan(officer="officer-li", plan="p", due=carried_out_by))
+        await wait_status(handle, lambda s: s.entry.state == "handling", query=RiskWorkflow.status)
+        assert await _waiting(handle) == ([reported.entry.owner], carried_out_by)

@@ -172,6 +172,9 @@ class RiskWorkflow(SignalTwins):
         ]
         if self._due is not None:
             updates.append(search.STEP_DUE_AT.value_set(self._due))
+        elif self._waiting.enabled and self._entry.state == RiskState.HANDLING and self._plan and self._plan.due.tzinfo:
+            # While handling, the wait is due when the plan said it would be carried out.
+            updates.append(search.STEP_DUE_AT.value_set(self._plan.due))
         # The owner acts on every step; the department is accountable until the plan is in.
         who = {
             RiskState.AWAITING_ACKNOWLEDGEMENT: [self._entry.owner, self._entry.responsible_department],
