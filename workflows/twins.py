@@ -62,6 +62,9 @@ class SignalTwins:
         except ApplicationError as refusal:
             await self._refuse(name, str(refusal.message), refusal.type or "Refused")
             return
+        except Exception as failure:  # noqa: BLE001 - a validator's slip refuses the Update; so here
+            await self._refuse(name, f"refused: {failure}", type(failure).__name__)
+            return
         handler = workflow.get_update_handler(update)
         assert handler is not None
         try:
