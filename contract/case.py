@@ -141,7 +141,11 @@ class CaseStatus(BaseModel):
     votes: list[CastVote] = Field(default_factory=list)
     vote_closes_at: datetime | None = None
     warning: str | None = Field(default=None, description="yellow at 80% of the promised limit, red when overdue")
-    waiting_on: list[str] = Field(default_factory=list, description="who the case waits on now, as in the WaitingOn search attribute: holders of the step, applicant:<id> while materials or the rating are awaited")
+    waiting_on: list[str] = Field(
+        default_factory=list,
+        description="who the case waits on now, as in the WaitingOn search attribute: holders of the step, "
+        "applicant:<id> while materials or the rating are awaited",
+    )
     decision: Decision | None = None
     rating_open_until: datetime | None = Field(default=None, description="the applicant may rate until then")
     rating: int | None = Field(default=None, description="the applicant's score, 5 very satisfied … 1")
