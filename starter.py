@@ -194,8 +194,7 @@ FEEDBACK_TYPES = ("RectificationWorkflow", "SuggestionWorkflow")
 
 def open_feedback_query(department: str, overdue_only: bool) -> str:
     """Visibility query for a department's open feedback work (bad reviews, suggestions)."""
-    if not department.replace("-", "").replace("_", "").isalnum():
-        raise Refused(f"invalid department code {department!r}", 2)
+    _query_value(department, "department")
     types = ", ".join(f'"{t}"' for t in FEEDBACK_TYPES)
     query = f'Department = "{department}" AND ExecutionStatus = "Running" AND WorkflowType IN ({types})'
     return query + (" AND StepOverdue = true" if overdue_only else "")

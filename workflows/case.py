@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
-    from contract.common import SHANGHAI, RefusedSignal
+    from contract.common import SHANGHAI
     from contract.approval import (
         CastVote,
         Consultation,
@@ -991,8 +991,8 @@ class CaseWorkflow(SignalTwins):
         "rate": (Rate, _check_rate),
     }
 
-    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
-        await self._record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
+    def _audit(self):
+        return self._record  # the case audits with its case row (record_case_event)
 
     @workflow.query(name="status")
     def status(self) -> CaseStatus:

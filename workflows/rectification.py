@@ -19,7 +19,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
-    from contract.common import RefusedSignal
     from contract.rating import (
         ConfirmSetAside,
         RectificationOrder,
@@ -198,9 +197,6 @@ class RectificationWorkflow(SignalTwins):
         "confirm_set_aside": (ConfirmSetAside, _check_confirm),
         "rectify": (Rectify, _check_rectify),
     }
-
-    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
-        await self._trail.record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
 
     @workflow.query(name="status")
     def status(self) -> RectificationStatus:

@@ -29,7 +29,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import activities as act
     from workflows import notices
-    from contract.common import SHANGHAI, RefusedSignal
+    from contract.common import SHANGHAI
     from workflows.clock import wait_until
     from workflows.feedback import SYSTEM, Trail, deadline
     from workflows.twins import SignalTwins
@@ -275,9 +275,6 @@ class RiskWorkflow(SignalTwins):
         "review": (RiskReviewRecord, _check_review),
         "resolve": (Resolve, _check_resolve),
     }
-
-    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
-        await self._trail.record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
 
     @workflow.query(name="status")
     def status(self) -> RiskStatus:

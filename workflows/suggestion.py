@@ -14,7 +14,6 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
-    from contract.common import RefusedSignal
     from contract.suggestion import (
         ANSWER_DAYS,
         Publication,
@@ -195,9 +194,6 @@ class SuggestionWorkflow(SignalTwins):
         "reclassify": (Reclassify, _check_reclassify),
         "respond": (Respond, _check_respond),
     }
-
-    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
-        await self._trail.record("signal_refused", "signal", refusal.reason, details={"signal": refusal.signal, "error": refusal.error})
 
     @workflow.query(name="status")
     def status(self) -> SuggestionStatus:

@@ -7,7 +7,7 @@ would be. What the validator refuses, or what does not parse, is recorded in the
 in `status.refused_signals` instead: an integrator's signal can never fail or wedge the workflow.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar
 
 from temporalio import workflow
@@ -29,7 +29,8 @@ AUDIT_REFUSALS = 100
 
 
 class SignalTwins:
-    """Mixin: declare `SIGNAL_TWINS = {update name: (input model, validator)}` and `_audit_refusal`."""
+    """Mixin: declare `SIGNAL_TWINS = {update name: (input model, validator)}`; refusals are audited
+    through `self._trail` (feedback.Trail) unless `_audit` says otherwise."""
 
     SIGNAL_TWINS: ClassVar[dict[str, tuple[type[BaseModel], Callable[[Any, Any], None]]]] = {}
 
@@ -44,8 +45,9 @@ class SignalTwins:
     def refused_signal_count(self) -> int:
         return getattr(self, "_refused_signal_count", 0)
 
-    async def _audit_refusal(self, refusal: RefusedSignal) -> None:
-        raise NotImplementedError
+    def _audit(self) -> Callable[..., Awaitable[None]]:
+        """How this workflow writes an audit entry: (action, actor, reason, details)."""
+        return self._trail.record  # type: ignore[attr-defined]
 
     @workflow.signal(dynamic=True)
     async def _signal_twin(self, name: str, args: Sequence[RawValue]) -> None:
@@ -84,7 +86,8 @@ class SignalTwins:
             refusal = refusal.model_copy(
                 update={"reason": f"{reason} (refusal {AUDIT_REFUSALS}: later ones are only counted in status)"}
             )
-        await self._audit_refusal(refusal)
+        details = {"signal": refusal.signal, "error": refusal.error}
+        await self._audit()("signal_refused", "signal", refusal.reason, details)
 
 
 def _parse(model: type[BaseModel], args: Sequence[RawValue]) -> BaseModel:
