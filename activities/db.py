@@ -152,6 +152,46 @@ class RatingRow(SQLModel, table=True):
     at: datetime = Field(sa_type=UtcDateTime)
 
 
+class PublicationRow(SQLModel, table=True):
+    """采纳公示: one answered suggestion, published with no submitter identity (activities/publication.py)."""
+
+    __tablename__ = "publications"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True)  # idempotency key made by the workflow
+    suggestion_no: str = Field(unique=True)
+    topic: str
+    department: str = Field(index=True)
+    complexity: str
+    adopted: bool
+    reason: str = ""
+    measures: str = ""
+    submitted_at: datetime = Field(sa_type=UtcDateTime)
+    answered_at: datetime = Field(sa_type=UtcDateTime)
+    on_time: bool
+
+
+class RiskRow(SQLModel, table=True):
+    """The risk register (风险清单): each risk's current level and state (activities/risk.py)."""
+
+    __tablename__ = "risks"
+
+    risk_no: str = Field(primary_key=True)
+    source: str
+    type: str
+    title: str
+    responsible_department: str = Field(index=True)
+    owner: str
+    level: str = Field(index=True)
+    state: str
+    case_no: str | None = Field(default=None, index=True)
+    reported_at: datetime = Field(sa_type=UtcDateTime)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    plan_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    escalations: int = 0
+
+
 def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> Engine:
     """An engine for `url`: a SQLite file (its folder is created) or PostgreSQL."""
     parsed = make_url(url)
@@ -202,6 +242,4 @@ def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
 
 def create_tables(engine: Engine) -> None:
     """Create missing tables (called on worker start); existing tables are left as they are."""
-    from activities import publication, risk  # noqa: F401  (define the publications and risks tables)
-
     SQLModel.metadata.create_all(engine)

@@ -5,34 +5,16 @@ and a publishing site. It holds no submitter identity. One entry per suggestion:
 for the same suggestion (a run reset to before its answer answers again) replaces the first.
 """
 
-from datetime import datetime
 
 import structlog
 from sqlalchemy import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 from temporalio import activity
 
-from activities.db import UtcDateTime, transaction
+from activities.db import PublicationRow, transaction
 from contract.suggestion import Publication, PublicationRecord
 
 log = structlog.get_logger()
-
-
-class PublicationRow(SQLModel, table=True):
-    __tablename__ = "publications"
-
-    id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(unique=True)  # idempotency key made by the workflow
-    suggestion_no: str = Field(unique=True)
-    topic: str
-    department: str = Field(index=True)
-    complexity: str
-    adopted: bool
-    reason: str = ""
-    measures: str = ""
-    submitted_at: datetime = Field(sa_type=UtcDateTime)
-    answered_at: datetime = Field(sa_type=UtcDateTime)
-    on_time: bool
 
 
 class PublicationActivities:

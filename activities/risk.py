@@ -5,38 +5,18 @@ twice changes nothing, so a retry is harmless. Reads serve starter.py (`risks`) 
 """
 
 import tomllib
-from datetime import datetime
 from pathlib import Path
 
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import Engine
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Session, select
 from temporalio import activity
 
-from activities.db import UtcDateTime
+from activities.db import RiskRow
 from contract.risk import RiskEntry, RiskPolicy
 
 log = structlog.get_logger()
-
-
-class RiskRow(SQLModel, table=True):
-    __tablename__ = "risks"
-
-    risk_no: str = Field(primary_key=True)
-    source: str
-    type: str
-    title: str
-    responsible_department: str = Field(index=True)
-    owner: str
-    level: str = Field(index=True)
-    state: str
-    case_no: str | None = Field(default=None, index=True)
-    reported_at: datetime = Field(sa_type=UtcDateTime)
-    acknowledged_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
-    plan_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
-    resolved_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
-    escalations: int = 0
 
 
 def load_risk_policy(path: Path) -> RiskPolicy:
