@@ -35,7 +35,7 @@ from activities.risk import RiskRow
 from contract.case import CaseStage
 from contract.common import SHANGHAI
 from contract.risk import Level
-from workflows.case import AUTOMATIC_RULE
+from contract.approval import AUTOMATIC_RULE
 
 Format = Literal["table", "json", "csv"]
 FORMATS: tuple[Format, ...] = ("table", "json", "csv")

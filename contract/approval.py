@@ -115,6 +115,10 @@ class CastVote(BaseModel):
     changed: bool = False
 
 
+# `Decision.by` of an automatic approval (秒批): a rule, not a person.
+AUTOMATIC_RULE = "rule:complete-materials"
+
+
 class Decision(BaseModel):
     """How the case was decided, with what the rule or people saw."""
 

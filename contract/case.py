@@ -26,8 +26,6 @@ class CaseStage(StrEnum):
     RECEIVED = "received"  # started, acceptance check running
     NOT_ACCEPTED = "not_accepted"  # 不予受理: one notice listed everything missing
     ACCEPTED = "accepted"  # accepted; the approval route starts
-    # Cases started before step 2 wait for deferred materials here before review.
-    AWAITING_MATERIALS = "awaiting_materials"
     CONSULTING = "consulting"  # 并联审批: departments' opinions requested
     AWAITING_REVIEW = "awaiting_review"  # tier 1: comprehensive review (综合研判)
     RETURNED = "returned"  # 补正: returned to the applicant for correction, clock paused

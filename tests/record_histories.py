@@ -2,9 +2,9 @@
 
 Each scenario runs one case on a fresh time-skipping server with the real activities (a SQLite
 file in a temporary folder, the test calendar, the catalog) and writes its history to
-tests/histories/<scenario>.json. Re-record only to add a scenario: tests/histories/README.md.
-`python -m tests.record_histories automatic_approval` records just the scenarios named; without
-names, those that have no file yet.
+tests/histories/<scenario>.json. When to record: tests/histories/README.md.
+`python -m tests.record_histories automatic_approval` records just the scenarios named; `--all`
+records every scenario again; without either, those that have no file yet.
 """
 
 import asyncio
@@ -83,13 +83,11 @@ async def deferral_supplemented(client: Client, task_queue: str, catalog: Catalo
         signed=True,
     )
     handle = await start_case(client, app, task_queue)
-    await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+    await _wait_stage(handle, CaseStage.CONSULTING)
     for material in ("marital-status-proof", "cadastral-survey-report"):
         await handle.execute_update(
             CaseWorkflow.supplement_materials, SupplementMaterials(materials=[material], submitted_by="clerk-02")
         )
-    await _wait_stage(handle, CaseStage.AWAITING_REVIEW)
-    # Step 2 (review) does not exist yet: a withdrawal is the only way this case ends.
     await handle.execute_update(CaseWorkflow.withdraw, Withdraw(reason="sold elsewhere", requested_by="applicant"))
     return handle
 
@@ -102,15 +100,15 @@ async def deferral_missed_terminated(client: Client, task_queue: str, catalog: C
         signed=True,
     )
     handle = await start_case(client, app, task_queue)
-    await _wait_stage(handle, CaseStage.AWAITING_MATERIALS)
+    await _wait_stage(handle, CaseStage.CONSULTING)
     await handle.execute_update(
         CaseWorkflow.supplement_materials, SupplementMaterials(materials=["marital-status-proof"], submitted_by="clerk-02")
     )
-    # Awaiting the result skips time: past the reminder, then the missed deadline.
+    # Awaiting the result skips time: opinions overdue, the deferral reminder, then the missed deadline.
     return handle
 
 
-# ---- since the two-tier-approval patch: the approval route ---------------------------------
+# ---- the approval route ----------------------------------------------------------------------
 
 
 async def panel_approved_after_deferral(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
@@ -153,7 +151,7 @@ async def automatic_approval(client: Client, task_queue: str, catalog: Catalog) 
     return await start_case(client, _case("automatic_approval", catalog["housing-fund-withdrawal"]), task_queue)
 
 
-# ---- since the rating-window patch: 好差评 -----------------------------------------------------
+# ---- 好差评: the rating window, rectification, the satisfaction watch ---------------------------
 
 
 async def automatic_rated_bad(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
@@ -201,7 +199,7 @@ async def suggestion_reclassified_answered(client: Client, task_queue: str, cata
 
 
 async def automatic_rated_good_watched(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
-    """Since the overdue-risk and satisfaction-watch patches: the rating also goes to the watch."""
+    """The rating also goes to the department's satisfaction watch."""
     handle = await start_case(client, _case("automatic_rated_good_watched", catalog["housing-fund-withdrawal"]), task_queue)
     while (await handle.query(CaseWorkflow.status)).rating_open_until is None:
         await asyncio.sleep(0.02)
@@ -235,7 +233,27 @@ async def risk_handled_and_resolved(client: Client, task_queue: str, catalog: Ca
     return handle
 
 
-# ---- step 5: signal twins, update-with-start, WaitingOn (patches signal-twins, waiting-on) -------
+async def satisfaction_over_line_and_back(client: Client, task_queue: str, catalog: Catalog) -> WorkflowHandle:
+    """SatisfactionWatchWorkflow: 2 bad of 21 ratings (over 5%) start a red risk; 19 good ones bring the
+    rate back below the line. The watch never ends: its history is taken once it has said so."""
+    from contract.rating import Rating
+    from workflows.satisfaction import SatisfactionWatchWorkflow
+
+    delivery = WatchDelivery(client, task_queue)
+    for n, score in enumerate([1, 1] + [5] * 38, start=1):
+        rating = Rating(
+            case_no=f"W-{n}", matter_code="x", department="watched", hall="h", score=score, channel="app", at=TEST_EPOCH
+        )
+        await delivery.send_rating_to_watch(rating)
+    handle = client.get_workflow_handle("satisfaction-watched")
+    while not (s := await handle.query(SatisfactionWatchWorkflow.status)).ratings == 40 or s.over_line:
+        await asyncio.sleep(0.02)
+    while (await handle.describe()).raw_description.pending_activities:  # the last audit row written
+        await asyncio.sleep(0.02)
+    return handle
+
+
+# ---- signal twins, update-with-start, WaitingOn ----------------------------------------------
 
 
 async def _until(handle: WorkflowHandle, query, check) -> None:
@@ -323,9 +341,6 @@ async def risk_by_twins(client: Client, task_queue: str, catalog: Catalog) -> Wo
 
 
 # name -> (when the case starts, how it runs); the file is tests/histories/<name>.json.
-# The first four were recorded before the two-tier-approval patch and replay its old path;
-# recording them again now would record the new path instead (tests/histories/README.md).
-BEFORE_APPROVAL_PATCH = {"accepted_then_withdrawn", "not_accepted", "deferral_supplemented", "deferral_missed_terminated"}
 SCENARIOS: dict[str, tuple[datetime, Scenario]] = {
     "accepted_then_withdrawn": (TEST_EPOCH, accepted_then_withdrawn),
     "not_accepted": (TEST_EPOCH, not_accepted),
@@ -343,7 +358,10 @@ SCENARIOS: dict[str, tuple[datetime, Scenario]] = {
     "rectification_by_twins": (TEST_EPOCH, rectification_by_twins),
     "suggestion_answered_by_twin": (WEDNESDAY_BEFORE_NATIONAL_DAY, suggestion_answered_by_twin),
     "risk_by_twins": (TEST_EPOCH, risk_by_twins),
+    "satisfaction_over_line_and_back": (TEST_EPOCH, satisfaction_over_line_and_back),
 }
+# Workflows that never end (the satisfaction watch): recorded as they stand when the scenario returns.
+OPEN_AT_END = {"satisfaction_over_line_and_back"}
 
 
 async def record(name: str, catalog: Catalog) -> Path:
@@ -375,7 +393,8 @@ async def record(name: str, catalog: Catalog) -> Path:
                 identity=IDENTITY,
             ):
                 handle = await scenario(env.client, f"record-{name}", catalog)
-                await handle.result()
+                if name not in OPEN_AT_END:
+                    await handle.result()
                 history = await handle.fetch_history()
             engine.dispose()
     finally:
@@ -387,12 +406,11 @@ async def record(name: str, catalog: Catalog) -> Path:
 
 
 async def main(names: list[str]) -> None:
+    if names == ["--all"]:
+        names = list(SCENARIOS)
     unknown = sorted(set(names) - set(SCENARIOS))
     if unknown:
         raise SystemExit(f"unknown scenarios {unknown}; known: {sorted(SCENARIOS)}")
-    stale = sorted(set(names) & BEFORE_APPROVAL_PATCH)
-    if stale:
-        raise SystemExit(f"{stale} were recorded before the two-tier-approval patch; keep those files")
     catalog = load_catalog(ROOT / "data" / "matters.toml")
     # Without names: the scenarios that have no file yet.
     for name in names or [n for n in SCENARIOS if not (HISTORIES / f"{n}.json").exists()]:

@@ -61,13 +61,14 @@ class CaseWorkflowWithNewCreditCheck(CaseWorkflow):
 
 @workflow.defn(name="CaseWorkflow")
 class CaseWorkflowWithoutNotices(CaseWorkflow):
-    """Notices moved out of the workflow without workflow.patched: a `notify` activity missing."""
+    """The applicant's notices moved out of the workflow without workflow.patched: a `notify`
+    activity missing."""
 
     @workflow.run
     async def run(self, app: CaseApplication) -> CaseOutcome:
         return await super().run(app)
 
-    async def _notify(self, recipient: str, kind: str, title: str, body: str) -> None:
+    async def _notify_applicant(self, kind: str, title: str, body: str) -> None:
         return None
 
 

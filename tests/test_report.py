@@ -33,7 +33,7 @@ from contract.rating import Rating, RatingRecord
 from contract.records import AuditEntry, CaseEvent, CaseSnapshot, Notice
 from contract.risk import RiskEntry
 from contract.suggestion import Publication, PublicationRecord
-from workflows.case import AUTOMATIC_RULE
+from contract.approval import AUTOMATIC_RULE
 
 MARCH_1, MARCH_31 = date(2025, 3, 1), date(2025, 3, 31)
 AS_OF = datetime(2025, 4, 1, 10, tzinfo=SHANGHAI)

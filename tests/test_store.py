@@ -74,7 +74,7 @@ def test_registered_case_shows_stage_of_latest_event(store: Store) -> None:
     store.register_case(registration())
     assert store.case_row("C-2025-0001")["stage"] == "received"
 
-    store.record_case_event(case_event("accepted", CaseStage.AWAITING_MATERIALS, 1, accepted_at=T0))
+    store.record_case_event(case_event("accepted", CaseStage.ACCEPTED, 1, accepted_at=T0))
     store.record_case_event(case_event("materials_supplemented", CaseStage.AWAITING_REVIEW, 2))
 
     row = store.case_row("C-2025-0001")
@@ -180,7 +180,7 @@ def test_broken_commitment_is_found_and_recorded_once(store: Store) -> None:
 def test_personal_details_are_stored_only_in_applicants_and_never_logged(store: Store, db_engine) -> None:
     with structlog.testing.capture_logs() as logs:
         store.register_case(registration())
-        store.record_case_event(case_event("accepted", CaseStage.AWAITING_MATERIALS))
+        store.record_case_event(case_event("accepted", CaseStage.ACCEPTED))
         store.notify(notice())
         Store(db_engine, LogChannel()).notify(notice("C-2025-0001/reminder"))
         store.record_broken_commitment(
@@ -210,7 +210,7 @@ def test_personal_details_are_stored_only_in_applicants_and_never_logged(store: 
 def test_times_come_back_timezone_aware_utc(store: Store) -> None:
     store.register_case(registration())
     due = datetime(2025, 3, 4, 0, 0, tzinfo=SHANGHAI) + timedelta(days=1)
-    store.record_case_event(case_event("accepted", CaseStage.AWAITING_MATERIALS, accepted_at=T0, deferral_due_at=due))
+    store.record_case_event(case_event("accepted", CaseStage.ACCEPTED, accepted_at=T0, deferral_due_at=due))
     store.notify(notice())
 
     row = store.case_row("C-2025-0001")

@@ -1,63 +1,17 @@
-"""What the feedback loops (rectification of bad reviews, public suggestions) share: an audit
-trail kept in workflow order, notices, and a step with a working-day deadline that is reminded
-the day before and escalated when missed, then stays open until done."""
+"""What the feedback loops (rectification of bad reviews, public suggestions) and risks share: a
+step with a working-day deadline that is reminded the day before and escalated when missed, then
+stays open until done."""
 
-import asyncio
 from datetime import datetime, timedelta
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
     from contract.calendar import WorkingDaysRequest
-    from contract.records import AuditEntry, Notice
     from workflows import activities as act
     from workflows.clock import end_of_day, local_date, wait_until
-
-SYSTEM = "hallflow"
-
-
-class Trail:
-    """Audit entries and notices about one subject, written one at a time in workflow order."""
-
-    def __init__(self, subject_type: str, subject_id: str) -> None:
-        self.subject_type = subject_type
-        self.subject_id = subject_id
-        self.events: list[dict[str, Any]] = []
-        self._lock = asyncio.Lock()
-
-    async def record(self, action: str, actor: str, reason: str = "", details: dict[str, Any] | None = None) -> None:
-        info = workflow.info()
-        self.events.append({"at": workflow.now().isoformat(), "action": action, "actor": actor})
-        entry = AuditEntry(
-            key=str(workflow.uuid4()),
-            subject_type=self.subject_type,
-            subject_id=self.subject_id,
-            action=action,
-            actor=actor,
-            reason=reason,
-            at=workflow.now(),
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            details=details or {},
-        )
-        async with self._lock:
-            await act.record_audit(entry)
-
-    async def notify(self, recipient: str, kind: str, title: str, body: str) -> None:
-        await act.notify(
-            Notice(
-                key=str(workflow.uuid4()),
-                recipient=recipient,
-                kind=kind,
-                subject_type=self.subject_type,
-                subject_id=self.subject_id,
-                title=title,
-                body=body,
-                at=workflow.now(),
-            )
-        )
 
 
 async def deadline(start: datetime, days: int, what: str) -> datetime:

@@ -28,7 +28,8 @@ with workflow.unsafe.imports_passed_through():
         Verify,
     )
     from workflows import notices
-    from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
+    from workflows.feedback import chase, deadline, overdue_flags, show_day
+    from workflows.trail import SYSTEM, Trail
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -51,11 +52,10 @@ class RectificationWorkflow(SignalTwins):
         self._confirm: ConfirmSetAside | None = None
         self._rectify: Rectify | None = None
         self._closed = False  # the last step is in the audit trail (and the applicant answered)
-        self._waiting = Waiting()  # who the open step waits on, for the inbox (patch `waiting-on`)
+        self._waiting = Waiting()  # who the open step waits on, for the inbox
 
     @workflow.run
     async def run(self, order: RectificationOrder) -> RectificationStatus:
-        self._waiting.start()
         workflow.upsert_search_attributes(
             [
                 search.FEEDBACK_STAGE.value_set(self._stage),

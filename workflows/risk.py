@@ -16,7 +16,6 @@ with workflow.unsafe.imports_passed_through():
     from contract import search
     from contract.risk import (
         Acknowledge,
-        Level,
         Regrade,
         Resolve,
         RiskEntry,
@@ -31,7 +30,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import notices
     from contract.common import SHANGHAI
     from workflows.clock import wait_until
-    from workflows.feedback import SYSTEM, Trail, deadline
+    from workflows.feedback import deadline
+    from workflows.trail import SYSTEM, Trail
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -44,7 +44,7 @@ class RiskWorkflow(SignalTwins):
     def __init__(self, report: RiskReport) -> None:
         self._report = report
         self._trail = Trail("risk", report.risk_no)
-        self._waiting = Waiting()  # who the open step waits on, for the inbox (patch `waiting-on`)
+        self._waiting = Waiting()  # who the open step waits on, for the inbox
         self._policy: RiskPolicy | None = None
         self._entry: RiskEntry | None = None
         self._due: datetime | None = None
@@ -58,7 +58,6 @@ class RiskWorkflow(SignalTwins):
 
     @workflow.run
     async def run(self, report: RiskReport) -> RiskStatus:
-        self._waiting.start()
         policy = self._policy = await act.risk_policy()
         level = report.level or policy.level_for(report.probability, report.impact)
         self._entry = RiskEntry(
@@ -172,7 +171,7 @@ class RiskWorkflow(SignalTwins):
         ]
         if self._due is not None:
             updates.append(search.STEP_DUE_AT.value_set(self._due))
-        elif self._waiting.enabled and self._entry.state == RiskState.HANDLING and self._plan and self._plan.due.tzinfo:
+        elif self._entry.state == RiskState.HANDLING and self._plan and self._plan.due.tzinfo:
             # While handling, the wait is due when the plan said it would be carried out.
             updates.append(search.STEP_DUE_AT.value_set(self._plan.due))
         # The owner acts on every step; the department is accountable until the plan is in.

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from contract.risk import Level, RiskPolicy, RiskReport, WatchState, WatchStatus, risk_workflow_id
     from workflows import activities as act
     from workflows.detached import start_detached
-    from workflows.feedback import SYSTEM, Trail
+    from workflows.trail import SYSTEM, Trail
 
 
 def watch_workflow_id(department: str) -> str:

@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import activities as act
     from workflows import notices
-    from workflows.feedback import SYSTEM, Trail, chase, deadline, overdue_flags, show_day
+    from workflows.feedback import chase, deadline, overdue_flags, show_day
+    from workflows.trail import SYSTEM, Trail
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -48,12 +49,11 @@ class SuggestionWorkflow(SignalTwins):
         self._response: Respond | None = None
         self._answer: Publication | None = None
         self._closed = False  # the answer is published and the submitter told
-        self._waiting = Waiting()  # the department owes the answer, for the inbox (patch `waiting-on`)
+        self._waiting = Waiting()  # the department owes the answer, for the inbox
 
     @workflow.run
     async def run(self, suggestion: Suggestion) -> SuggestionStatus:
         self._submitted_at = workflow.now()
-        self._waiting.start()
         workflow.upsert_search_attributes(
             [search.FEEDBACK_STAGE.value_set(self._stage), search.DEPARTMENT.value_set(suggestion.department)]
         )

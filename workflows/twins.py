@@ -7,7 +7,7 @@ would be. What the validator refuses, or what does not parse, is recorded in the
 in `status.refused_signals` instead: an integrator's signal can never fail or wedge the workflow.
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from temporalio import workflow
@@ -19,9 +19,6 @@ with workflow.unsafe.imports_passed_through():
 
     from contract.common import SIGNAL_TWIN_SUFFIX, RefusedSignal
 
-# Runs that got a signal before twins existed buffered it unhandled; replaying them must not
-# start applying it now.
-TWINS_PATCH = "signal-twins"
 KEEP_REFUSED = 20
 # Each audited refusal costs history events; past this many in one run a sender gone wrong is
 # counted in status instead, so a flood of bad signals cannot grow the history without bound.
@@ -30,7 +27,7 @@ AUDIT_REFUSALS = 100
 
 class SignalTwins:
     """Mixin: declare `SIGNAL_TWINS = {update name: (input model, validator)}`; refusals are audited
-    through `self._trail` (feedback.Trail) unless `_audit` says otherwise."""
+    through the workflow's `self._trail` (workflows/trail.py)."""
 
     SIGNAL_TWINS: ClassVar[dict[str, tuple[type[BaseModel], Callable[[Any, Any], None]]]] = {}
 
@@ -45,14 +42,8 @@ class SignalTwins:
     def refused_signal_count(self) -> int:
         return getattr(self, "_refused_signal_count", 0)
 
-    def _audit(self) -> Callable[..., Awaitable[None]]:
-        """How this workflow writes an audit entry: (action, actor, reason, details)."""
-        return self._trail.record  # type: ignore[attr-defined]
-
     @workflow.signal(dynamic=True)
     async def _signal_twin(self, name: str, args: Sequence[RawValue]) -> None:
-        if not workflow.patched(TWINS_PATCH):
-            return
         update = name.removesuffix(SIGNAL_TWIN_SUFFIX)
         try:
             if not name.endswith(SIGNAL_TWIN_SUFFIX) or update not in self.SIGNAL_TWINS:
@@ -87,7 +78,7 @@ class SignalTwins:
                 update={"reason": f"{reason} (refusal {AUDIT_REFUSALS}: later ones are only counted in status)"}
             )
         details = {"signal": refusal.signal, "error": refusal.error}
-        await self._audit()("signal_refused", "signal", refusal.reason, details)
+        await self._trail.record("signal_refused", "signal", refusal.reason, details)  # type: ignore[attr-defined]
 
 
 def _parse(model: type[BaseModel], args: Sequence[RawValue]) -> BaseModel:
