@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     # has to rectify or explain a bad review (domain.md: 5 to 15 working days by locality).
     rating_window_days: int = Field(default=5, ge=1)
     rectify_days: int = Field(default=5, ge=5, le=15)
+    # Worker versioning (deploy/README.md): with a build id, this worker serves only that version
+    # of the deployment, and a workflow stays on the version it started on (pinned).
+    build_id: str | None = None
+    deployment_name: str = "hallflow"
     # Worker tuning: bounded cache keeps memory flat however many cases are open.
     max_cached_workflows: int = Field(default=1000, ge=0)
     activity_threads: int = Field(default=16, ge=1)

@@ -6,7 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import structlog
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
+from temporalio.worker import Worker, WorkerDeploymentConfig
 
 from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities, load_catalog
@@ -75,6 +76,19 @@ def build_activities(settings: Settings, client: Client) -> list:
     )
 
 
+def deployment(settings: Settings) -> WorkerDeploymentConfig | None:
+    """Worker versioning when a build id is set: each workflow runs to its end on the build it
+    started on (pinned), so a change needs no workflow.patched; the old build is kept until its
+    workflows drain (deploy/README.md)."""
+    if not settings.build_id:
+        return None
+    return WorkerDeploymentConfig(
+        version=WorkerDeploymentVersion(deployment_name=settings.deployment_name, build_id=settings.build_id),
+        use_worker_versioning=True,
+        default_versioning_behavior=VersioningBehavior.PINNED,
+    )
+
+
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     return Worker(
         client,
@@ -84,6 +98,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         activity_executor=executor,  # store activities are sync (sqlmodel): they run in threads
         max_concurrent_activities=settings.activity_threads,
         max_cached_workflows=settings.max_cached_workflows,
+        deployment_config=deployment(settings),
     )
 
 
@@ -97,7 +112,9 @@ async def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        log.info("worker_started", address=settings.temporal_address, task_queue=settings.task_queue)
+        log.info(
+            "worker_started", address=settings.temporal_address, task_queue=settings.task_queue, build_id=settings.build_id
+        )
         async with worker:
             await stop.wait()  # leaving the block drains in-flight tasks, then stops
         log.info("worker_stopped")
