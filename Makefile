@@ -38,7 +38,7 @@ server: setup
 	  sleep 0.5; \
 	  if [ $$i = 60 ]; then echo "dev server did not come up; see $(VAR)/temporal.log"; exit 1; fi; \
 	done
-	@$(BIN)/python starter.py setup
+	@$(BIN)/python starter.py admin setup
 
 # The dev worker reads var/calendar: data/calendar plus a weekends-only placeholder for a year
 # whose official table is not shipped yet (so the demo runs in December too; production waits).
@@ -46,19 +46,19 @@ worker: server
 	@if [ -f $(VAR)/worker.pid ] && kill -0 $$(cat $(VAR)/worker.pid) 2>/dev/null; then \
 	  echo "worker already running (pid $$(cat $(VAR)/worker.pid))"; \
 	else \
-	  $(BIN)/python starter.py dev-calendar $(VAR)/calendar; \
+	  $(BIN)/python starter.py admin dev-calendar $(VAR)/calendar; \
 	  HALLFLOW_CALENDAR_DIR=$(VAR)/calendar nohup $(BIN)/python worker.py > $(VAR)/worker.log 2>&1 & echo $$! > $(VAR)/worker.pid; \
 	  echo "worker started (pid $$(cat $(VAR)/worker.pid), log $(VAR)/worker.log)"; \
 	fi
 
 run: worker
-	@$(BIN)/python starter.py start --file docs/examples/case-enterprise-opening.json \
+	@$(BIN)/python starter.py case start --file docs/examples/case-enterprise-opening.json \
 	  --case-no DEMO-$$(date +%Y%m%d-%H%M%S)
 	@echo "Web UI: $(HALLFLOW_UI_URL)   (make stop stops the dev server and the worker)"
 
 # A scripted day in the hall (a dozen cases, ratings, a suggestion, a risk), then the KPI report.
 demo: worker
-	@$(BIN)/python starter.py demo
+	@$(BIN)/python starter.py operator demo
 
 stop:
 	@for name in worker temporal; do \
@@ -75,7 +75,7 @@ test: setup
 	$(BIN)/python -m pytest
 
 schema: setup
-	$(BIN)/python starter.py schema --out docs/schemas
+	$(BIN)/python starter.py admin schema --out docs/schemas
 
 logs:
 	tail -n 50 -f $(VAR)/worker.log $(VAR)/temporal.log

@@ -1,4 +1,4 @@
-"""`python starter.py demo`: a scripted day in a service hall, against a running dev server and worker.
+"""`python starter.py operator demo`: a scripted day in a service hall, against a running dev server and worker.
 
 A dozen cases take every path a hall sees in a day (automatic approval, deferral then supplement,
 not accepted, parallel opinions, return and resubmit, transfer, rejection, withdrawal, panels),
@@ -9,13 +9,17 @@ Every number is unique to the run (DEMO-<time>-NN), so the demo can run again an
 """
 
 import asyncio
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 from urllib.parse import quote
 
+from rich.console import Console, ConsoleOptions
+from rich.measure import Measurement
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 from temporalio.client import Client, WorkflowHandle
 
 from activities.catalog import load_catalog
@@ -30,12 +34,14 @@ from workflows.rectification import RectificationWorkflow
 from workflows.risk import RiskWorkflow
 from workflows.suggestion import SuggestionWorkflow
 
+
 class Starters(NamedTuple):
-    """starter.py's own start functions: the demo starts workflows exactly as a hall does."""
+    """starter.py's own start functions (cli/calls.py): the demo starts workflows exactly as a hall does."""
 
     case: Callable[[Client, Settings, CaseApplication], Awaitable[str]]
     risk: Callable[[Client, Settings, RiskReport], Awaitable[str]]
     suggestion: Callable[[Client, Settings, Suggestion], Awaitable[str]]
+
 
 WAIT_SECONDS = 30.0
 
@@ -47,8 +53,9 @@ class NoWorker(RuntimeError):
 class Day:
     """One run of the demo: numbering, starting and waiting, and the progress bar."""
 
-    def __init__(self, client: Client, settings: Settings, starters: Starters, out=sys.stderr) -> None:
-        self.client, self.settings, self.start, self.out = client, settings, starters, out
+    def __init__(self, client: Client, settings: Settings, starters: Starters, console: Console | None = None) -> None:
+        self.client, self.settings, self.start = client, settings, starters
+        self.console = console or Console(stderr=True)
         self.catalog = load_catalog(settings.catalog_file)
         self.prefix = f"DEMO-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
         self.count = 0
@@ -106,12 +113,6 @@ class Day:
         rectification = self.client.get_workflow_handle(f"rectification-{handle.id.removeprefix('case-')}")
         await self.until(rectification, RectificationWorkflow.status, lambda s: s.due_at is not None)
         return rectification
-
-    def progress(self, done: int, total: int, label: str) -> None:
-        width = 30
-        filled = width * done // total
-        self.out.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done:2d}/{total} {label:<58.58}")
-        self.out.flush()
 
     # ---- the day ------------------------------------------------------------------------------
 
@@ -256,11 +257,13 @@ class Day:
 
     async def run(self) -> None:
         steps = self.script()
-        for done, (label, step) in enumerate(steps):
-            self.progress(done, len(steps), label)
-            await step()
-        self.progress(len(steps), len(steps), "the day is over")
-        self.out.write("\n")
+        with progress_bar(self.console) as bar:
+            task = bar.add_task(steps[0][0], total=len(steps))
+            for label, step in steps:
+                bar.update(task, description=label)
+                await step()
+                bar.advance(task)
+            bar.update(task, description="the day is over")
 
     def links(self) -> list[str]:
         base = f"{self.settings.ui_url}/namespaces/{self.settings.namespace}/workflows"
@@ -273,6 +276,33 @@ class Day:
             "risks": 'WorkflowType = "RiskWorkflow"',
         }
         return [f"{what}: {base}?query={quote(query)}" for what, query in filters.items()]
+
+
+class DayProgress(Progress):
+    """The day's progress: the step's label beside the bar (steps done of all, time) while it fits
+    on the line, above it otherwise, wrapped at spaces: a label is never cut mid-word."""
+
+    def get_renderables(self):
+        for task in self.tasks:
+            yield LabelledBar(Text(task.description), self.make_tasks_table([task]))
+
+
+class LabelledBar(NamedTuple):
+    label: Text
+    bar: Table
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions):
+        if self.label.cell_len + 1 + Measurement.get(console, options, self.bar).maximum <= options.max_width:
+            beside = Table.grid(padding=(0, 1))
+            beside.add_row(self.label, self.bar)
+            yield beside
+        else:
+            yield self.label
+            yield self.bar
+
+
+def progress_bar(console: Console) -> Progress:
+    return DayProgress(BarColumn(bar_width=20), MofNCompleteColumn(), TimeElapsedColumn(), console=console)
 
 
 async def check_worker(client: Client, settings: Settings) -> None:

@@ -1,7 +1,7 @@
 """The management KPI report (管理考核报表): a read of the application database, no Temporal.
 
-    python starter.py report [--from DATE --to DATE --department D --matter M]
-                             [--format table|json|csv] [--chart FILE.png]
+    python starter.py operator report [--from DATE --to DATE --department D --matter M]
+                                      [-o text|json|csv] [--chart FILE.png]
 
 The period is Asia/Shanghai calendar dates, both ends included. Each section counts what entered
 the period: cases by when they were received, ratings by when they were given, suggestions by
@@ -16,7 +16,6 @@ to cases and ratings only: suggestions and risks have no matter.
 A share whose denominator is empty is None (table "—", csv empty), never a division error.
 """
 
-import argparse
 import csv
 import io
 from collections import Counter
@@ -659,34 +658,31 @@ def _rate_colour(name: str, value: float | None) -> str:
 # --- command line ------------------------------------------------------------------------------
 
 
-def _date(text: str) -> date:
+def parse_date(text: str) -> date:
+    """A period's end from the command line; the message says what a date looks like."""
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+        raise ValueError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The `report` subcommand's flags."""
-    parser.add_argument(
-        "--from", dest="period_from", type=_date, metavar="DATE",
-        help=f"first day, YYYY-MM-DD, Asia/Shanghai (default: {DEFAULT_DAYS} days ending --to)",
-    )
-    parser.add_argument(
-        "--to", dest="period_to", type=_date, metavar="DATE", help="last day, included (default: today in Asia/Shanghai)"
-    )
-    parser.add_argument("--department", help="only this department (lead department of a case)")
-    parser.add_argument("--matter", help="only this matter (cases and ratings)")
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--chart", type=Path, metavar="FILE.png", help="also draw the report as a PNG")
-
-
-def run(args: argparse.Namespace, engine: Engine, *, now: datetime | None = None) -> str:
-    """Build the report the flags ask for, draw the chart if asked; return the text to print."""
+def run(
+    engine: Engine,
+    period_from: date | None = None,
+    period_to: date | None = None,
+    department: str | None = None,
+    matter: str | None = None,
+    fmt: Format = "table",
+    chart: Path | None = None,
+    *,
+    now: datetime | None = None,
+) -> str:
+    """The report `starter.py operator report` asks for (the last 30 days unless given), the chart
+    drawn if asked; return the text to print."""
     now = now or datetime.now(timezone.utc)
-    period_to = args.period_to or now.astimezone(SHANGHAI).date()
-    period_from = args.period_from or period_to - timedelta(days=DEFAULT_DAYS - 1)
-    report = build_report(engine, period_from, period_to, args.department, args.matter, now=now)
-    if args.chart:
-        write_chart(report, args.chart)
-    return render(report, args.format)
+    period_to = period_to or now.astimezone(SHANGHAI).date()
+    period_from = period_from or period_to - timedelta(days=DEFAULT_DAYS - 1)
+    report = build_report(engine, period_from, period_to, department, matter, now=now)
+    if chart:
+        write_chart(report, chart)
+    return render(report, fmt)

@@ -42,7 +42,7 @@ from contract.case import Applicant, CaseApplication, CaseStage, SupplementMater
 from contract.converter import data_converter
 from logs import configure_logging
 from settings import ROOT, Settings
-from starter import start
+from cli.calls import start
 from worker import build_worker
 from workflows.case import CaseWorkflow
 

@@ -103,7 +103,7 @@ def wait_for(check, timeout: float = 20.0):
 
 
 def stage_of(hall, case_no: str) -> str | None:
-    result = hall("status", case_no)
+    result = hall("case", "status", case_no, "-o", "json")
     if result.returncode != 0:
         return None
     return json.loads(result.stdout)["stage"]

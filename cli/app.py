@@ -1,0 +1,36 @@
+"""The command tree, in the `temporal` CLI's manner: `starter.py <group> <command>`, a short
+answer for people by default, `-o json` for scripts, and the exit codes scripts rely on."""
+
+from typer import Typer
+
+from cli import admin, case, feedback, operator, risk
+from cli.calls import DONE, REFUSED, Refused
+from cli.render import refusal
+from logs import configure_logging
+from settings import get_settings
+
+app = Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,  # a crash must not print an applicant's details
+    help="hallflow for service halls. Exit codes: 0 done, 1 refused by hallflow (the message says why), "
+    "2 bad input, 3 Temporal unreachable.",
+)
+app.add_typer(case.app, name="case")
+app.add_typer(feedback.app, name="feedback")
+app.add_typer(risk.app, name="risk")
+app.add_typer(operator.app, name="operator")
+app.add_typer(admin.app, name="admin")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one command; return its exit code. A usage error is Typer's own message and exit 2."""
+    configure_logging(get_settings().log_level)
+    try:
+        app(args=argv, prog_name="starter.py")
+    except SystemExit as done:  # Typer ends every command this way, usage errors with 2
+        return done.code if isinstance(done.code, int) else DONE if done.code is None else REFUSED
+    except Refused as err:
+        refusal(str(err))
+        return err.code
+    return DONE

@@ -1,0 +1,149 @@
+"""starter.py's answers as a person reads them, without a server: nothing is cut off on a narrow
+terminal or in a pipe, and every command takes `-o`."""
+
+import io
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import typer
+from rich.console import Console
+
+import demo
+from cli import render
+from cli.app import app, main
+from contract.approval import Decision
+from contract.case import CaseStage, CaseStatus, Event
+from contract.risk import Level, RiskEntry, RiskState
+from contract.suggestion import Publication
+from settings import get_settings
+
+NOW = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
+WIDTHS = (24, 40, 60, 80, 120, 200)
+
+
+def shown(renderables, width: int) -> str:
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None)
+    for r in renderables if isinstance(renderables, list) else [renderables]:
+        console.print(r)
+    return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())  # as render.show writes it
+
+
+def assert_nothing_cut(text: str, values: list[str], width: int, label_width: int) -> None:
+    """No ellipsis; a word is split only when longer than the room a value has on the line."""
+    assert "…" not in text
+    room = width - label_width - 2
+    for value in values:
+        for word in value.split():
+            if len(word) <= room:
+                assert word in text, (word, width, text)
+    assert sum(not c.isspace() for c in text) >= sum(not c.isspace() for v in values for c in v)
+
+
+INBOX = [
+    {
+        "due_at": (NOW + timedelta(hours=n)).isoformat(), "workflow_id": wf, "type": kind, "stage": stage,
+        "waiting_on": waiting, "overdue": n == 0, "link": f"http://127.0.0.1:8233/namespaces/default/workflows/{wf}",
+    }
+    for n, (wf, kind, stage, waiting) in enumerate(
+        [
+            ("rectification-DEMO-20261130110232-02", "RectificationWorkflow", "verifying", ["market-regulation"]),
+            ("case-DEMO-20261130110232-12", "CaseWorkflow", "awaiting_review",
+             ["applicant:app-demo-20261130110232-12", "officer-li"]),
+            ("risk-R-0001", "RiskWorkflow", "awaiting_acknowledgement", ["officer-li", "market-regulation"]),
+        ]
+    )
+]
+RISKS = [
+    RiskEntry(risk_no="R-0001", source="manual", type="social", title="crowd at the hall entrance after the holiday",
+              responsible_department="market-regulation", owner="officer-li", level=Level.RED,
+              state=RiskState.HANDLING, reported_at=NOW, escalations=2),
+]
+PUBLISHED = [
+    Publication(suggestion_no="SUG-0001", topic="more seats in the waiting area", department="market-regulation",
+                complexity="general", adopted=False, reason="no room until the hall moves to its new building",
+                submitted_at=NOW, answered_at=NOW, on_time=True),
+]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_lists_wrap_at_spaces_and_never_cut_a_word_that_fits(width):
+    lists = [
+        (render.inbox(INBOX, "officer-li", "http://127.0.0.1:8233/namespaces/default/workflows"),
+         [w for r in INBOX for w in (r["workflow_id"], r["stage"], *r["waiting_on"])]),
+        (render.open_feedback(INBOX, "market-regulation"), [w for r in INBOX for w in (r["workflow_id"], r["type"])]),
+        (render.risks(RISKS), [RISKS[0].title, RISKS[0].responsible_department, "handling", "red"]),
+        (render.published(PUBLISHED), [PUBLISHED[0].topic, PUBLISHED[0].reason, "market-regulation"]),
+    ]
+    for renderables, values in lists:
+        assert_nothing_cut(shown(renderables, width), values, width, label_width=len("measures or reason"))
+
+
+def test_a_list_is_a_table_when_it_fits_and_labelled_lines_when_it_does_not():
+    wide, narrow = shown(render.risks(RISKS), 200), shown(render.risks(RISKS), 60)
+    assert wide.splitlines()[0].split() == ["risk", "level", "state", "title", "department", "owner", "reported",
+                                            "escalations"]
+    assert "R-0001  red    handling  crowd at the hall entrance after the holiday" in wide
+    assert narrow.splitlines()[:3] == ["risk         R-0001", "level        red", "state        handling"]
+
+
+@pytest.mark.parametrize("width", (40, 80))
+def test_a_case_status_reads_as_labelled_lines_in_local_time(width):
+    status = CaseStatus(
+        case_no="DEMO-20261130-1904", stage=CaseStage.IN_PANEL, matter_code="enterprise-opening",
+        matter_name="企业开办", department="market-regulation", hall="hall-central", accepted_at=NOW,
+        promised_due_at=NOW + timedelta(days=1), statutory_due_at=NOW + timedelta(days=7), working_days_used=0,
+        working_days_left=1, missing_materials=["residence-proof"], deferral_due_at=NOW + timedelta(days=1),
+        waiting_on=["officer-zhao", "officer-chen", "applicant:app-demo-0001"], warning="yellow",
+        decision=Decision(result="approve", by="panel", at=NOW, reasons="all members approve"),
+        last_events=[Event(at=NOW, action="received", actor="clerk-01"),
+                     Event(at=NOW, action="reviewed", actor="officer-li", reason="lawful and complete")],
+    )
+    text = shown(render.case_status(status), width)
+    lines, words = text.splitlines(), " ".join(text.split())
+    assert "stage          in_panel" in lines and "department     market-regulation" in lines
+    assert "promised due   2026-12-02 17:30" in lines and "statutory due  2026-12-08 17:30" in lines
+    assert "accepted 2026-12-01 17:30 (times in Asia/Shanghai)" in words
+    assert "warning yellow: 80% of the promised limit used" in words
+    assert "decision approved by panel, 2026-12-01 17:30: all members approve" in words
+    assert_nothing_cut(text, ["officer-zhao, officer-chen, applicant:app-demo-0001", "lawful and complete",
+                              "residence-proof (deferred, due 2026-12-02 17:30)"], width, len("statutory due"))
+
+
+@pytest.mark.parametrize("width", (40, 60, 100, 200))
+def test_the_demo_labels_wrap_at_spaces_and_are_never_cut_mid_word(width):
+    day = demo.Day(None, get_settings(), demo.Starters(None, None, None))
+    for label, _ in day.script():
+        out = io.StringIO()
+        bar = demo.progress_bar(Console(file=out, width=width, color_system=None))
+        task = bar.add_task(label, total=14, completed=5)
+        bar.console.print(bar.get_renderable())
+        text = out.getvalue()
+        if len(label) < width / 2:
+            assert len(text.splitlines()) == 1  # beside the bar while it fits
+        assert "…" not in text and "5/14" in text
+        assert all(word in text for word in label.split()), (label, text)
+        bar.remove_task(task)
+
+
+def test_every_command_takes_dash_o():
+    leaves = []
+
+    def walk(command, path):
+        children = getattr(command, "commands", None)
+        if children:
+            for name, child in children.items():
+                walk(child, path + [name])
+        else:
+            leaves.append((" ".join(path), {opt for p in command.params for opt in p.opts}))
+
+    walk(typer.main.get_command(app), [])
+    assert len(leaves) == 11 + 8 + 7 + 3 + 3
+    assert [path for path, options in leaves if not {"-o", "--output"} <= options] == []
+
+
+def test_a_usage_error_exits_2(capsys):
+    assert main(["case", "vote", "DEMO-1", "--member", "officer-zhao", "--choice", "maybe"]) == 2
+    assert "Invalid value for '--choice'" in capsys.readouterr().err
+    assert main(["case", "start", "--case-no", "DEMO-1", "--matter", "enterprise-opening"]) == 2
+    assert capsys.readouterr().err.strip() == "start needs --file, or all of: --hall, --clerk, --applicant-id"
