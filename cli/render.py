@@ -9,7 +9,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated
 
@@ -90,7 +90,13 @@ def warn(message: str) -> None:
 
 
 def local(at: datetime | None) -> str:
-    return at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if at else "—"
+    """Asia/Shanghai time; a working-day limit ends at 24:00, shown on its own day as people read it."""
+    if not at:
+        return "—"
+    t = at.astimezone(SHANGHAI)
+    if (t.hour, t.minute, t.second, t.microsecond) == (0, 0, 0, 0):
+        return f"{t - timedelta(days=1):%Y-%m-%d} 24:00"
+    return f"{t:%Y-%m-%d %H:%M}"
 
 
 def _short(at: datetime) -> str:

@@ -77,11 +77,11 @@ async def test_every_signal_twin_sent_while_the_worker_is_down_is_applied_once_i
     )
     suggestions = [f"TW-{run}-S{n}" for n in (1, 2)]
     for no in suggestions:
-        assert hall("suggest", "--no", no, "--submitter-id", "c-tw", "--topic", "t", "--content", "c",
+        assert hall("feedback", "suggest", "--no", no, "--submitter-id", "c-tw", "--topic", "t", "--content", "c",
                     "--department", "market-regulation").returncode == 0
     risks = [f"TW-{run}-R{n}" for n in (1, 2, 3)]
     for no in risks:
-        assert hall("risk", "--no", no, "--type", "social", "--title", "queue", "--probability", "0.5",
+        assert hall("risk", "report", "--no", no, "--type", "social", "--title", "queue", "--probability", "0.5",
                     "--impact", "medium", "--department", "market-regulation", "--owner", "officer-li").returncode == 0
     r1, r2, r3 = (client.get_workflow_handle(f"risk-{no}") for no in risks)
     for handle in (r2, r3):
@@ -200,3 +200,21 @@ async def suggestion_open(client, numbers):
         if status.due_at is None:
             return False
     return True
+
+
+async def test_every_history_this_dev_server_holds_replays_under_todays_code(dev_server, hall):
+    """The recorded baseline comes from the time-skipping server; this replays what a real dev
+    server wrote (update-with-start, twins, children, summaries) for every workflow type here."""
+    from temporalio.worker import Replayer
+
+    from contract.converter import data_converter
+    from worker import WORKFLOWS
+
+    client = dev_server.client
+    types = set()
+    async for wf in client.list_workflows():
+        types.add(wf.workflow_type)
+    assert {"CaseWorkflow", "RectificationWorkflow", "SuggestionWorkflow", "RiskWorkflow"} <= types
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter)
+    results = await replayer.replay_workflows(client.list_workflows().map_histories(), raise_on_replay_failure=False)
+    assert results.replay_failures == {}
