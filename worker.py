@@ -22,6 +22,7 @@ from contract.rating import FeedbackPolicy
 from logs import configure_logging
 from settings import ROOT, Settings, connect, get_settings
 from workflows.case import CaseWorkflow
+from workflows.guard import INTERCEPTORS
 from workflows.rectification import RectificationWorkflow
 from workflows.risk import RiskWorkflow
 from workflows.satisfaction import SatisfactionWatchWorkflow
@@ -99,6 +100,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         max_concurrent_activities=settings.activity_threads,
         max_cached_workflows=settings.max_cached_workflows,
         deployment_config=deployment(settings),
+        interceptors=INTERCEPTORS,
     )
 
 

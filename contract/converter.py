@@ -1,18 +1,25 @@
 """The data converter every hallflow client and worker uses: pydantic models as plain JSON.
 
-One change to temporalio's pydantic converter: a payload that does not match its model is
-refused with an ApplicationError (type InvalidPayload) that names each bad field. Inside a
-workflow the SDK passes such a failure through, so an Update with a malformed payload is
-rejected with that message instead of a bare "Failed decoding arguments".
+Three changes to temporalio's pydantic converter, so that what an outsider sends is refused
+with one documented error (ApplicationError type InvalidPayload, non-retryable) that names the
+expected schema, and never reaches a handler as something else:
+- a contract model is read only from JSON (`json/plain`): `null` (`binary/null`), raw bytes
+  (`binary/plain`), protobuf or a payload with no encoding is refused, not handed on as None;
+- JSON is validated strictly: `true` is not 1, `"5"` is not 5, `0` or `"yes"` is not a boolean;
+- a mismatch names each bad field. Inside a workflow the SDK passes this failure through, so an
+  Update is rejected with that message instead of a bare "Failed decoding arguments".
 """
 
-from typing import Any
+from functools import lru_cache
+from typing import Any, Sequence
 
-from pydantic import ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import CompositePayloadConverter, DataConverter, DefaultPayloadConverter, JSONPlainPayloadConverter
 from temporalio.exceptions import ApplicationError
+
+JSON = b"json/plain"
 
 
 def describe(err: ValidationError) -> str:
@@ -23,13 +30,67 @@ def describe(err: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def expected(model: type) -> str:
+    """Where an integrator finds the schema a payload must match."""
+    from contract.schemas import CONTRACT
+
+    names = [name for name, m in CONTRACT.items() if m is model and not name.endswith(".result")]
+    where = f"docs/schemas/{names[0]}.json" if names else "docs/integration.md"
+    return f"one JSON object matching {getattr(model, '__name__', model)} ({where})"
+
+
+def invalid(message: str) -> ApplicationError:
+    """The one refusal for a payload that is not what the contract says (docs/integration.md)."""
+    return ApplicationError(message, type="InvalidPayload", non_retryable=True)
+
+
+@lru_cache(maxsize=512)
+def _adapter(hint: Any) -> TypeAdapter:
+    return TypeAdapter(hint)
+
+
+def _is_model(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, BaseModel)
+
+
 class _ContractJSON(PydanticJSONPlainPayloadConverter):
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        hint = type_hint if type_hint is not None else Any
         try:
-            return super().from_payload(payload, type_hint)
+            adapter = _adapter(hint)
+        except TypeError:  # an unhashable hint: no cache
+            adapter = TypeAdapter(hint)
+        name = getattr(type_hint, "__name__", str(type_hint))
+        try:
+            value = adapter.validate_json(payload.data, strict=True)
         except ValidationError as err:
-            name = getattr(type_hint, "__name__", str(type_hint))
-            raise ApplicationError(f"invalid {name}: {describe(err)}", type="InvalidPayload", non_retryable=True) from None
+            raise invalid(f"invalid {name}: {describe(err)}; expected {expected(type_hint)}") from None
+        where = _nul_at(value, "")
+        if where is not None:
+            # Legal JSON, but PostgreSQL cannot store it: refused here, never retried forever later.
+            raise invalid(f"invalid {name}: {where or 'payload'}: text holds a NUL character (\\u0000); remove it")
+        return value
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """Where in `value` a string holds U+0000, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, BaseModel):
+        items: Any = ((name, getattr(value, name)) for name in type(value).model_fields)
+    elif isinstance(value, dict):
+        if any(isinstance(k, str) and "\x00" in k for k in value):
+            return path
+        items = ((str(k), v) for k, v in value.items())
+    elif isinstance(value, (list, tuple, set)):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _nul_at(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
 
 
 class ContractPayloadConverter(CompositePayloadConverter):
@@ -40,6 +101,21 @@ class ContractPayloadConverter(CompositePayloadConverter):
                 for c in DefaultPayloadConverter.default_encoding_payload_converters
             )
         )
+
+    def from_payloads(self, payloads: Sequence[Payload], type_hints: list[type] | None = None) -> list[Any]:
+        if type_hints is None and len(payloads) > 1:
+            # The SDK drops the type hints when the count is wrong: every hallflow message and
+            # workflow input is one JSON object.
+            raise invalid(
+                f"got {len(payloads)} arguments; expected one JSON object, as docs/schemas/ gives for each message and workflow input"
+            )
+        for index, payload in enumerate(payloads):
+            hint = type_hints[index] if type_hints and index < len(type_hints) else None
+            encoding = payload.metadata.get("encoding", b"")
+            if _is_model(hint) and encoding != JSON:
+                shown = encoding.decode(errors="replace") or "no encoding"
+                raise invalid(f"invalid {hint.__name__}: payload is {shown}, not json/plain; expected {expected(hint)}")
+        return super().from_payloads(payloads, type_hints)
 
 
 data_converter = DataConverter(payload_converter_class=ContractPayloadConverter)

@@ -16,6 +16,10 @@ from contract.common import Name, RefusedSignal, Text
 BAD_SCORES = {1, 2}
 
 
+
+def rectification_workflow_id(case_no: str) -> str:
+    return f"rectification-{case_no}"
+
 class Rate(BaseModel):
     """Update `rate` on CaseWorkflow: the applicant's one rating, within the rating window."""
 

@@ -34,7 +34,7 @@ from contract.matter import Matter
 from settings import ROOT
 from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, start_case
 from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, travel_to
-from worker import WORKFLOWS, hallflow_activities
+from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
 from workflows.risk import RiskWorkflow
@@ -387,7 +387,7 @@ async def record(name: str, catalog: Catalog) -> Path:
             async with Worker(
                 env.client,
                 task_queue=f"record-{name}",
-                workflows=WORKFLOWS,
+                workflows=WORKFLOWS, interceptors=INTERCEPTORS,
                 activities=activities,
                 activity_executor=executor,
                 identity=IDENTITY,

@@ -26,7 +26,7 @@ from activities.db import create_tables, make_engine
 from activities.store import Store
 from contract import search
 from settings import ROOT
-from worker import WORKFLOWS, hallflow_activities
+from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 
 BIN = Path(sys.executable).parent
 TEST_CALENDAR = ROOT / "tests" / "data" / "calendar"
@@ -75,7 +75,7 @@ def hall_worker(sqlite_store: Store, catalog):
         )
         with ThreadPoolExecutor(max_workers=8) as executor:
             async with Worker(
-                client, task_queue=task_queue, workflows=WORKFLOWS, activities=activities, activity_executor=executor
+                client, task_queue=task_queue, workflows=WORKFLOWS, interceptors=INTERCEPTORS, activities=activities, activity_executor=executor
             ):
                 yield task_queue
 

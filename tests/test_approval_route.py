@@ -23,7 +23,7 @@ from contract.calendar import WorkingDays, WorkingDaysRequest
 from contract.case import CaseStage, SupplementMaterials
 from tests.builders import TUESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case, wait_status
 from tests.temporal_fixtures import TEST_CALENDAR, TEST_EPOCH, travel_to
-from worker import WORKFLOWS, hallflow_activities
+from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 from workflows.case import CaseWorkflow
 
 # Construction permit accepted Tue 2099-09-29 10:00 +08:00 (test calendar = 2026's arrangement):
@@ -562,7 +562,7 @@ async def test_a_case_approved_at_review_takes_no_second_review_or_transfer(env,
     tq = f"hallflow-test-{uuid.uuid4()}"
     activities = hallflow_activities(sqlite_store, calendar, CatalogActivities(catalog))
     with ThreadPoolExecutor(max_workers=8) as executor:
-        async with Worker(env.client, task_queue=tq, workflows=WORKFLOWS, activities=activities, activity_executor=executor):
+        async with Worker(env.client, task_queue=tq, workflows=WORKFLOWS, interceptors=INTERCEPTORS, activities=activities, activity_executor=executor):
             app, handle = await _consulting(env, tq, catalog)
             for department in OPINION_DUE:
                 await handle.execute_update(CaseWorkflow.department_opinion, _opinion(department))

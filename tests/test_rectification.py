@@ -33,7 +33,7 @@ from contract.rating import (
 )
 from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually, wait_status
 from tests.temporal_fixtures import TEST_CALENDAR, TEST_EPOCH, travel_to
-from worker import hallflow_activities
+from worker import INTERCEPTORS, hallflow_activities
 from workflows.rectification import RectificationWorkflow
 
 
@@ -96,6 +96,7 @@ def rectification_worker(sqlite_store, catalog):
                 client,
                 task_queue=task_queue,
                 workflows=[RectificationWorkflow],
+                interceptors=INTERCEPTORS,
                 activities=activities,
                 activity_executor=executor,
             ):

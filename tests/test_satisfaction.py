@@ -16,7 +16,7 @@ from contract.risk import Level, RiskPolicy
 from settings import ROOT
 from tests.builders import eventually, wait_status
 from tests.temporal_fixtures import TEST_CALENDAR
-from worker import WORKFLOWS, hallflow_activities
+from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 from workflows.satisfaction import SatisfactionWatchWorkflow, watch_workflow_id
 
 DEPARTMENT = "taxation"
@@ -47,7 +47,7 @@ class Hall:
             watch=self.delivery,
         )
         self.worker = Worker(
-            self.env.client, task_queue=self.task_queue, workflows=WORKFLOWS, activities=activities,
+            self.env.client, task_queue=self.task_queue, workflows=WORKFLOWS, interceptors=INTERCEPTORS, activities=activities,
             activity_executor=self.executor,
         )
         await self.worker.__aenter__()

@@ -29,7 +29,7 @@ from contract.suggestion import (
 )
 from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, eventually, wait_status
 from tests.temporal_fixtures import TEST_CALENDAR, travel_to
-from worker import hallflow_activities
+from worker import INTERCEPTORS, hallflow_activities
 from workflows.suggestion import SuggestionWorkflow
 
 # Submitted Wed 2099-09-30 10:00 +08:00, the eve of National Day (10-01..07 off, Sat 10-10 a
@@ -279,7 +279,7 @@ async def test_an_answer_while_a_reclassification_is_being_applied_is_refused_th
     answer = Respond(department="natural-resources", officer="officer-zhou", adopted=False, reason="超出本部门职责")
     with ThreadPoolExecutor(max_workers=4) as executor:
         async with Worker(
-            env.client, task_queue=tq, workflows=[SuggestionWorkflow], activities=activities, activity_executor=executor
+            env.client, task_queue=tq, workflows=[SuggestionWorkflow], interceptors=INTERCEPTORS, activities=activities, activity_executor=executor
         ):
             handle, _ = await _start(env, tq, suggestion())
             reclassifying = asyncio.create_task(

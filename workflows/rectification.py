@@ -26,10 +26,12 @@ with workflow.unsafe.imports_passed_through():
         RectificationStatus,
         Rectify,
         Verify,
+        rectification_workflow_id,
     )
     from workflows import notices
     from workflows.feedback import chase, deadline, overdue_flags, show_day
     from workflows.trail import SYSTEM, Trail
+    from workflows.guard import require_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -41,7 +43,8 @@ STEP_NAMES = {"call-back": "回访核实", "set-aside confirmation": "恶意差�
 @workflow.defn(name="RectificationWorkflow")
 class RectificationWorkflow(SignalTwins):
     @workflow.init
-    def __init__(self, order: RectificationOrder) -> None:
+    def __init__(self, order: RectificationOrder = None) -> None:  # type: ignore[assignment]
+        require_input(order, RectificationOrder, rectification_workflow_id(order.case_no) if order else "")
         self._order = order
         self._stage = RectificationStage.VERIFYING
         self._trail = Trail("rectification", order.case_no)
@@ -55,7 +58,7 @@ class RectificationWorkflow(SignalTwins):
         self._waiting = Waiting()  # who the open step waits on, for the inbox
 
     @workflow.run
-    async def run(self, order: RectificationOrder) -> RectificationStatus:
+    async def run(self, order: RectificationOrder = None) -> RectificationStatus:  # type: ignore[assignment]
         workflow.upsert_search_attributes(
             [
                 search.FEEDBACK_STAGE.value_set(self._stage),

@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         RiskState,
         RiskStatus,
         SubmitPlan,
+        risk_workflow_id,
     )
     from workflows import activities as act
     from workflows import notices
@@ -32,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.clock import wait_until
     from workflows.feedback import deadline
     from workflows.trail import SYSTEM, Trail
+    from workflows.guard import require_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -41,7 +43,8 @@ LAST_EVENTS = 10
 @workflow.defn(name="RiskWorkflow")
 class RiskWorkflow(SignalTwins):
     @workflow.init
-    def __init__(self, report: RiskReport) -> None:
+    def __init__(self, report: RiskReport = None) -> None:  # type: ignore[assignment]
+        require_input(report, RiskReport, risk_workflow_id(report.risk_no) if report else "")
         self._report = report
         self._trail = Trail("risk", report.risk_no)
         self._waiting = Waiting()  # who the open step waits on, for the inbox
@@ -57,7 +60,7 @@ class RiskWorkflow(SignalTwins):
         self._closed = False
 
     @workflow.run
-    async def run(self, report: RiskReport) -> RiskStatus:
+    async def run(self, report: RiskReport = None) -> RiskStatus:  # type: ignore[assignment]
         policy = self._policy = await act.risk_policy()
         level = report.level or policy.level_for(report.probability, report.impact)
         self._entry = RiskEntry(

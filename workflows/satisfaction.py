@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from contract.risk import Level, RiskPolicy, RiskReport, WatchState, WatchStatus, risk_workflow_id
     from workflows import activities as act
     from workflows.detached import start_detached
+    from workflows.guard import require_input
     from workflows.trail import SYSTEM, Trail
 
 
@@ -25,14 +26,15 @@ def watch_workflow_id(department: str) -> str:
 @workflow.defn(name="SatisfactionWatchWorkflow")
 class SatisfactionWatchWorkflow:
     @workflow.init
-    def __init__(self, state: WatchState) -> None:
+    def __init__(self, state: WatchState = None) -> None:  # type: ignore[assignment]
+        require_input(state, WatchState, watch_workflow_id(state.department) if state else "")
         self._state = state
         self._inbox: list[Rating] = []
         self._received = 0
         self._policy: RiskPolicy | None = None
 
     @workflow.run
-    async def run(self, state: WatchState) -> None:
+    async def run(self, state: WatchState = None) -> None:  # type: ignore[assignment]
         policy = self._policy = await act.risk_policy()
         watch = policy.satisfaction
         trail = Trail("satisfaction", state.department)

@@ -23,11 +23,13 @@ with workflow.unsafe.imports_passed_through():
         Suggestion,
         SuggestionStage,
         SuggestionStatus,
+        suggestion_workflow_id,
     )
     from workflows import activities as act
     from workflows import notices
     from workflows.feedback import chase, deadline, overdue_flags, show_day
     from workflows.trail import SYSTEM, Trail
+    from workflows.guard import require_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -37,7 +39,8 @@ LAST_EVENTS = 10
 @workflow.defn(name="SuggestionWorkflow")
 class SuggestionWorkflow(SignalTwins):
     @workflow.init
-    def __init__(self, suggestion: Suggestion) -> None:
+    def __init__(self, suggestion: Suggestion = None) -> None:  # type: ignore[assignment]
+        require_input(suggestion, Suggestion, suggestion_workflow_id(suggestion.suggestion_no) if suggestion else "")
         self._s = suggestion
         self._complexity = suggestion.complexity
         self._stage = SuggestionStage.OPEN
@@ -52,7 +55,7 @@ class SuggestionWorkflow(SignalTwins):
         self._waiting = Waiting()  # the department owes the answer, for the inbox
 
     @workflow.run
-    async def run(self, suggestion: Suggestion) -> SuggestionStatus:
+    async def run(self, suggestion: Suggestion = None) -> SuggestionStatus:  # type: ignore[assignment]
         self._submitted_at = workflow.now()
         workflow.upsert_search_attributes(
             [search.FEEDBACK_STAGE.value_set(self._stage), search.DEPARTMENT.value_set(suggestion.department)]

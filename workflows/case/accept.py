@@ -229,6 +229,9 @@ class AcceptPhase:
                 raise ApplicationError(
                     f"materials {given} were handed in with the application already", type="MaterialNotAwaited"
                 )
+            again = sorted(set(req.materials) & self._early)
+            if again:
+                raise ApplicationError(f"materials {again} were handed in already", type="MaterialNotAwaited")
             return
         awaited = bool(self._deferred) and not self._stage.is_final and self._withdrawal is None
         if not awaited or self._matter is None:

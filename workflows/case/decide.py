@@ -151,5 +151,11 @@ class DecidePhase:
     def _check_withdraw(self, req: Withdraw) -> None:
         if self._stage.is_final:
             raise ApplicationError(f"case {self._app.case_no} has already ended ({self._stage.value})", type="WrongStage")
+        if self._decision is not None:
+            raise ApplicationError(
+                f"case {self._app.case_no} has been decided ({self._decision.result}, {self._stage.value}): "
+                "withdraw is accepted only before a decision",
+                type="WrongStage",
+            )
         if self._withdrawal is not None:
             raise ApplicationError(f"case {self._app.case_no} is already being withdrawn", type="WrongStage")

@@ -13,12 +13,15 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from contract.calendar import WorkingDaysRequest
     from contract.case import CaseStatus
-    from contract.rating import Rate, Rating, RatingRecord, RectificationOrder
+    from contract.rating import Rate, Rating, RatingRecord, RectificationOrder, rectification_workflow_id
     from workflows import activities as act
     from workflows import notices
     from workflows.clock import local_date, wait_until
     from workflows.detached import start_detached
     from workflows.trail import SYSTEM, new_key
+
+
+RATING_GRACE = timedelta(minutes=1)
 
 
 class RatePhase:
@@ -41,6 +44,8 @@ class RatePhase:
             await act.send_rating_to_watch(rating)
             if rating.bad:
                 await self._start_rectification(rating, policy.verify_days, policy.rectify_days)
+            # A second rating sent right after the first gets AlreadyRated, not an aborted Update.
+            await workflow.sleep(RATING_GRACE, summary="a second rating is refused for a minute more")
         else:
             await self._trail.record("rating_window_closed", SYSTEM, details={"rated": False})
         self._rating_open_until = None
@@ -59,7 +64,7 @@ class RatePhase:
             verify_days=verify_days,
             rectify_days=rectify_days,
         )
-        workflow_id = f"rectification-{self._app.case_no}"
+        workflow_id = rectification_workflow_id(self._app.case_no)
         summary = f"bad review of case {self._app.case_no} · {rating.department}"
         details = (
             f"Bad review (score {rating.score}) of case **{self._app.case_no}**, matter `{self._app.matter_code}`, "
@@ -76,7 +81,8 @@ class RatePhase:
         self._rating = Rating(
             case_no=self._app.case_no,
             matter_code=self._app.matter_code,
-            department=self._matter.lead_department if self._matter else "hall:" + self._app.hall,
+            # A case not accepted (unknown matter) was the hall's own doing: the hall puts it right.
+            department=self._matter.lead_department if self._matter else self._app.hall,
             hall=self._app.hall,
             score=req.score,
             comment=req.comment,
@@ -95,7 +101,8 @@ class RatePhase:
             raise ApplicationError(f"case {self._app.case_no} has already been rated; one rating per case", type="AlreadyRated")
         if not self._stage.is_final:
             raise ApplicationError(
-                f"case {self._app.case_no} is {self._stage.value}: it can be rated once it has ended", type="WrongStage"
+                f"case {self._app.case_no} is {self._stage.value}: its rating window opens once it has ended",
+                type="RatingClosed",
             )
         if self._rating_open_until is None or workflow.now() >= self._rating_open_until:
             raise ApplicationError(f"the rating window of case {self._app.case_no} is not open", type="RatingClosed")

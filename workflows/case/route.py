@@ -138,6 +138,7 @@ class RoutePhase:
 
     async def _return_for_correction(self, review: Review) -> None:
         assert self._clock is not None and self._days is not None and self._accepted_at is not None
+        self._resubmission = None  # this return takes one resubmission; kept until the next return
         self._clock.paused_since = workflow.now()
         pause = Pause(reason="补正: returned for correction", started_at=workflow.now())
         self._pauses.append(pause)
@@ -148,7 +149,6 @@ class RoutePhase:
         title, body = notices.returned(self._app.case_no, review.corrections)
         await self._notify_applicant("returned_for_correction", title, body)
         await workflow.wait_condition(lambda: self._resubmission is not None or self._stopping())
-        self._resubmission = None
         # The paused working days move both due dates (行政许可法 §45 style pause, domain.md).
         counted = await act.working_days_between(WorkingDaysBetween(start=pause.started_at, end=workflow.now()))
         ended_at = workflow.now()
@@ -265,6 +265,8 @@ class RoutePhase:
         await self._trail.record(
             "reviewed", req.reviewer, req.opinion, details={"decision": req.decision, "corrections": req.corrections}
         )
+        # Answer after the change: returned, in the panel, or decided.
+        await workflow.wait_condition(lambda: self._stage != CaseStage.AWAITING_REVIEW or self._stopping())
         return self.status()
 
     @review.validator
@@ -314,11 +316,17 @@ class RoutePhase:
         self._received |= set(req.materials)
         self._resubmission = req
         await self._trail.record("resubmitted", req.submitted_by, req.note, details={"materials": sorted(req.materials)})
+        # Answer after the change: the clock runs again and the review is requested again.
+        await workflow.wait_condition(lambda: self._stage != CaseStage.RETURNED or self._stopping())
         return self.status()
 
     @resubmit.validator
     def _check_resubmit(self, req: Resubmit) -> None:
         self._require_stage("resubmit", CaseStage.RETURNED)
+        if self._resubmission is not None:
+            raise ApplicationError(
+                f"case {self._app.case_no} has been resubmitted already; the review starts again", type="AlreadyResubmitted"
+            )
         assert self._matter is not None
         self._require_known_materials(req.materials)
 
@@ -333,6 +341,12 @@ class RoutePhase:
         await self._trail.record(
             "vote_changed" if changed else "voted", req.member, req.opinion, details={"choice": req.choice}
         )
+        tally = self._tally
+        if tally.outcome(closing=False) is not None:
+            # The deciding vote answers after the change: the vote closed and the case moved on.
+            await workflow.wait_condition(
+                lambda: self._stage != CaseStage.IN_PANEL or self._tally is not tally or self._stopping()
+            )
         return self.status()
 
     @vote.validator

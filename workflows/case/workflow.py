@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from contract.approval import Transfer, Urge, Vote
     from contract.calendar import WorkingDays
     from contract.case import CaseApplication, CaseOutcome, CaseStage, CaseStatus, Pause, SupplementMaterials, Withdraw
+    from contract.case import case_workflow_id
     from contract.matter import Matter
     from contract.rating import Rate, Rating
     from contract.records import CaseSnapshot
@@ -33,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.case.route import RoutePhase
     from workflows.case.trail import CaseTrail
     from workflows.clock import CaseClock, local_date
+    from workflows.guard import require_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -42,7 +44,8 @@ LAST_EVENTS = 10
 @workflow.defn(name="CaseWorkflow")
 class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins):
     @workflow.init
-    def __init__(self, app: CaseApplication) -> None:
+    def __init__(self, app: CaseApplication = None) -> None:  # type: ignore[assignment]
+        require_input(app, CaseApplication, case_workflow_id(app.case_no) if app else "")
         self._app = app
         self._stage = CaseStage.RECEIVED
         self._trail = CaseTrail(app.case_no, self._snapshot)
@@ -81,7 +84,7 @@ class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins)
         self._rating: Rating | None = None
 
     @workflow.run
-    async def run(self, app: CaseApplication) -> CaseOutcome:
+    async def run(self, app: CaseApplication = None) -> CaseOutcome:  # type: ignore[assignment]
         matter = await self.accept()
         if matter is not None:
             # The limits are watched and deferred materials chased while the route runs.
@@ -128,7 +131,7 @@ class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins)
             working_days_used=used,
             working_days_left=left,
             calendar_version=self._days.calendar_version if self._days else None,
-            missing_materials=sorted(self._deferred),
+            missing_materials=self._missing(),
             deferral_due_at=self._deferral_due,
             pauses=self._pauses,
             reviewer=self._reviewer,
@@ -163,13 +166,23 @@ class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins)
         if self._stage.is_final:
             return  # a concurrent step ended the case first (withdrawal, termination)
         self._stage = stage
-        self._publish_waiting(along=[search.CASE_STAGE.value_set(stage)])
+        along = [search.CASE_STAGE.value_set(stage)]
+        if stage.is_final and self._deferred:
+            along.append(search.MATERIALS_PENDING.value_set(False))  # an ended case waits for nothing
+        self._publish_waiting(along=along)
         workflow.set_current_details(self._details_line())
         workflow.logger.info("case_stage", extra={"case_no": self._app.case_no, "stage": stage.value})
         await self._trail.record(action, actor, reason, details)
 
     async def _notify_applicant(self, kind: str, title: str, body: str) -> None:
         await self._trail.notify(f"applicant:{self._app.applicant.applicant_id}", kind, title, body)
+
+    def _missing(self) -> list[str]:
+        """What the case lacks: the deferred materials while it is open; at its end, what its last
+        notice named (not accepted, terminated), else nothing (it no longer waits for any)."""
+        if self._outcome is not None and self._outcome.stage in (CaseStage.NOT_ACCEPTED, CaseStage.TERMINATED):
+            return self._outcome.missing_materials
+        return [] if self._stage.is_final else sorted(self._deferred)
 
     def _waiting_on(self) -> list[str]:
         """Who holds the current step: who is chased by `urge`."""

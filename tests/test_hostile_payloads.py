@@ -1,0 +1,163 @@
+"""What other SDKs and the `temporal` CLI can send: null, raw bytes, protobuf, no encoding, the
+wrong number of arguments, coerced values. Each is refused with InvalidPayload naming the schema,
+as an Update (non-retryable) or as a twin (recorded in status and the audit trail); the case goes on."""
+
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from temporalio.api.common.v1 import Payload
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.common import RawValue
+
+from contract.approval import Review
+from contract.case import CaseStage
+from tests.builders import application, start_case, wait_status
+from workflows.case import CaseWorkflow
+
+
+def raw(encoding: bytes | None, data: bytes) -> RawValue:
+    return RawValue(Payload(metadata={"encoding": encoding} if encoding else {}, data=data))
+
+
+HOSTILE = {
+    "null": [raw(b"binary/null", b"")],
+    "bytes": [raw(b"binary/plain", b"\x00\x01urge")],
+    "protobuf": [raw(b"json/protobuf", b'{"by": "hall-central"}')],
+    "no encoding": [raw(None, b'{"by": "hall-central"}')],
+    "no argument": [],
+    "two arguments": [raw(b"json/plain", b'{"by": "hall-central"}'), raw(b"json/plain", b'{"by": "x"}')],
+    "a JSON string": [raw(b"json/plain", b'"approve"')],
+}
+UPDATES = ["urge", "withdraw", "review", "supplement_materials", "rate"]
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+async def test_hostile_updates_are_refused_as_invalid_payload_and_the_case_goes_on(env, hall_worker, catalog, kind):
+    matter = catalog["social-insurance-transfer"]
+    app = application(matter)
+    async with hall_worker(env.client) as tq:
+        handle = await start_case(env.client, app, tq)
+        await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        for update in UPDATES:
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(update, args=HOSTILE[kind])
+            cause = refused.value.cause
+            assert cause.type == "InvalidPayload", (update, cause.message)
+            assert cause.non_retryable
+            assert "expected one JSON object" in cause.message and "docs/schemas/" in cause.message
+            if kind != "two arguments":  # the SDK drops the type when the count is wrong: no model to name
+                assert f"docs/schemas/CaseWorkflow.{update}.input.json" in cause.message
+        # Nothing was applied, no task failed, and the case still moves.
+        await handle.execute_update(CaseWorkflow.review, Review(reviewer=matter.reviewers[0], decision="approve"))
+        status = await wait_status(handle, lambda s: s.stage.is_final)
+        assert status.stage == CaseStage.APPROVED
+        assert (await handle.describe()).status == WorkflowExecutionStatus.RUNNING
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+async def test_hostile_twins_are_refused_and_recorded(env, hall_worker, catalog, sqlite_store, kind):
+    matter = catalog["social-insurance-transfer"]
+    app = application(matter)
+    async with hall_worker(env.client) as tq:
+        handle = await start_case(env.client, app, tq)
+        await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        for update in UPDATES:
+            await handle.signal(f"{update}_signal", args=HOSTILE[kind])
+        status = await wait_status(handle, lambda s: len(s.refused_signals) == len(UPDATES))
+        assert {(r.signal, r.error) for r in status.refused_signals} == {(f"{u}_signal", "InvalidPayload") for u in UPDATES}
+        assert status.stage == CaseStage.AWAITING_REVIEW and status.warning is None
+        await handle.execute_update(CaseWorkflow.review, Review(reviewer=matter.reviewers[0], decision="approve"))
+        assert (await wait_status(handle, lambda s: s.stage.is_final)).stage == CaseStage.APPROVED
+
+
+COERCED = [
+    ("rate", {"score": True, "channel": "app"}),
+    ("rate", {"score": "5", "channel": "app"}),
+    ("rate", {"score": 4.0, "channel": "app"}),
+    ("department_opinion", {"department": "taxation", "officer": "tax-01", "agree": 0}),
+    ("department_opinion", {"department": "taxation", "officer": "tax-01", "agree": "yes"}),
+    ("department_opinion", {"department": "taxation", "officer": "tax-01", "agree": "true"}),
+    ("urge", {"by": 12345}),
+    # Legal JSON that PostgreSQL cannot store: refused up front, never retried forever.
+    ("urge", {"by": "hall-central", "note": "a\u0000b"}),
+    ("review", {"reviewer": "officer-huang", "decision": "reject", "opinion": "\u0000"}),
+]
+
+
+@pytest.mark.parametrize(("update", "payload"), COERCED)
+async def test_values_are_never_coerced(env, hall_worker, catalog, update, payload):
+    matter = catalog["social-insurance-transfer"]
+    async with hall_worker(env.client) as tq:
+        handle = await start_case(env.client, application(matter), tq)
+        await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await handle.execute_update(update, raw(b"json/plain", json.dumps(payload).encode()))
+        assert refused.value.cause.type == "InvalidPayload"
+
+
+# ---- workflow inputs -----------------------------------------------------------------------------
+
+START_INPUTS = {
+    "null": [raw(b"binary/null", b"")],
+    "JSON null": [raw(b"json/plain", b"null")],
+    "bytes": [raw(b"binary/plain", b"case")],
+    "no encoding": [raw(None, b"{}")],
+    "malformed": [raw(b"json/plain", b'{"case_no": "X-1"}')],
+    "no argument": [],
+    "two arguments": [raw(b"json/plain", b"{}"), raw(b"json/plain", b"{}")],
+}
+
+
+@pytest.mark.parametrize("workflow_type", ["CaseWorkflow", "RectificationWorkflow", "SuggestionWorkflow", "RiskWorkflow", "SatisfactionWatchWorkflow"])
+@pytest.mark.parametrize("kind", START_INPUTS)
+async def test_a_bad_start_fails_at_once_with_invalid_payload(env, hall_worker, workflow_type, kind):
+    from temporalio.api.enums.v1 import EventType
+    from temporalio.client import WorkflowFailureError
+
+    async with hall_worker(env.client) as tq:
+        handle = await env.client.start_workflow(
+            workflow_type, args=START_INPUTS[kind], id=f"bad-{uuid.uuid4()}", task_queue=tq, execution_timeout=timedelta(minutes=5)
+        )
+        with pytest.raises(Exception):  # a query racing the start gets an error, never a failed task
+            await handle.query("status", rpc_timeout=timedelta(seconds=3))
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+        history = await handle.fetch_history()
+    assert failed.value.cause.type == "InvalidPayload", failed.value.cause.message
+    assert "docs/schemas/" in failed.value.cause.message
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+
+
+async def test_a_case_started_under_another_case_number_fails_before_anything_is_written(env, hall_worker, catalog, sqlite_store):
+    from temporalio.client import WorkflowFailureError
+
+    app = application(catalog["social-insurance-transfer"])
+    async with hall_worker(env.client) as tq:
+        handle = await env.client.start_workflow(
+            CaseWorkflow.run, app, id="case-SOMEONE-ELSE", task_queue=tq, execution_timeout=timedelta(minutes=5)
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    assert failed.value.cause.type == "WorkflowIdMismatch"
+    assert f"case-{app.case_no}" in failed.value.cause.message
+    assert sqlite_store.audit_trail("case", app.case_no) == []
+
+
+async def test_a_nul_in_the_applicants_name_fails_the_start_at_once(env, hall_worker, catalog, sqlite_store):
+    from temporalio.client import WorkflowFailureError
+
+    app = application(catalog["social-insurance-transfer"])
+    data = app.model_dump(mode="json")
+    data["applicant"]["name"] = "张\u0000三"
+    async with hall_worker(env.client) as tq:
+        handle = await env.client.start_workflow(
+            "CaseWorkflow", raw(b"json/plain", json.dumps(data).encode()), id=f"case-{app.case_no}", task_queue=tq,
+            execution_timeout=timedelta(minutes=5),
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    assert failed.value.cause.type == "InvalidPayload"
+    assert "applicant.name" in failed.value.cause.message and "NUL" in failed.value.cause.message
+    assert sqlite_store.audit_trail("case", app.case_no) == []

@@ -1,0 +1,87 @@
+"""Every Update and typed signal takes exactly one argument: its contract model.
+
+The data converter refuses a payload that is not the model's JSON (contract/converter.py), but
+the SDK skips type hints when the count of arguments is wrong: no argument, or two, reach the
+handler as nothing or as plain dicts. This worker interceptor refuses such an Update before its
+validator with the same InvalidPayload as a bad payload, and drops such a signal with a warning
+(a signal cannot be refused; signal twins do their own checks and audit their refusals).
+It runs on replay too, so a dropped signal stays dropped: the Replayer must use it as well.
+"""
+
+from typing import Any, Sequence
+
+from temporalio import workflow
+from temporalio.worker import (
+    HandleSignalInput,
+    HandleUpdateInput,
+    Interceptor,
+    WorkflowInboundInterceptor,
+    WorkflowInterceptorClassInput,
+)
+
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from contract.converter import expected, invalid
+
+
+def require_input(value: Any, model: type, workflow_id: str) -> None:
+    """Call first in a workflow's __init__: an ApplicationError raised there fails the workflow at
+    once (a clear failure in the Web UI), where anything else would retry its first task forever.
+    The id check keeps one subject to one workflow: `case-FOO` may not run case BAR."""
+    if value is None:
+        raise invalid(f"invalid workflow input: none given; expected {expected(model)}")
+    given = workflow.info().workflow_id
+    if given != workflow_id:
+        raise ApplicationError(
+            f"workflow id {given!r} does not match its input: this one must run as {workflow_id!r}",
+            type="WorkflowIdMismatch",
+            non_retryable=True,
+        )
+
+
+def _arg_types(kind: str, name: str) -> list[Any] | None:
+    """The declared argument types of the workflow's Update or signal `name` (None: dynamic)."""
+    defn = workflow._Definition.must_from_class(type(workflow.instance()))
+    handler = (defn.updates if kind == "Update" else defn.signals).get(name)
+    return handler.arg_types if handler is not None and handler.name is not None else None
+
+
+def check_arguments(kind: str, name: str, args: Sequence[Any]) -> None:
+    """Raise InvalidPayload unless `args` is one value of the message's declared model."""
+    types = _arg_types(kind, name)
+    if not types or len(types) != 1:
+        return  # dynamic (signal twins check their own), or not a one-model message
+    (model,) = types
+    if len(args) != 1:
+        raise invalid(f"invalid {kind} {name}: got {len(args)} arguments; expected {expected(model)}")
+    if isinstance(model, type) and not isinstance(args[0], model):
+        raise invalid(f"invalid {kind} {name}: got {type(args[0]).__name__}; expected {expected(model)}")
+
+
+class _Inbound(WorkflowInboundInterceptor):
+    def handle_update_validator(self, input: HandleUpdateInput) -> None:
+        check_arguments("Update", input.update, input.args)
+        try:
+            super().handle_update_validator(input)
+        except ApplicationError as refusal:
+            if refusal.non_retryable:
+                raise
+            # A refusal stands until the case changes: an SDK's retry must not resend it as is.
+            raise ApplicationError(refusal.message, *refusal.details, type=refusal.type, non_retryable=True) from None
+
+    async def handle_signal(self, input: HandleSignalInput) -> None:
+        try:
+            check_arguments("signal", input.signal, input.args)
+        except Exception as refusal:  # noqa: BLE001 - never fail the workflow over a signal
+            workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "reason": str(refusal)})
+            return
+        await super().handle_signal(input)
+
+
+class ContractGuard(Interceptor):
+    def workflow_interceptor_class(self, input: WorkflowInterceptorClassInput) -> type[WorkflowInboundInterceptor]:
+        return _Inbound
+
+
+INTERCEPTORS = [ContractGuard()]
