@@ -5,16 +5,20 @@ Personal data lives in `applicants` only; every other table holds opaque ids and
 (个人信息保护法 §6: minimum personal data). `audit` is append-only: nothing updates or deletes it.
 """
 
+import functools
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ParamSpec, TypeVar
 
-from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event
+import structlog
+from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event, exc
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
+from temporalio.exceptions import ApplicationError
 
 T = TypeVar("T")
+P = ParamSpec("P")
+log = structlog.get_logger()
 
 
 def as_utc(value: datetime) -> datetime:
@@ -193,15 +197,21 @@ class RiskRow(SQLModel, table=True):
 
 
 def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> Engine:
-    """An engine for `url`: a SQLite file (its folder is created) or PostgreSQL."""
+    """An engine for `url`: a SQLite file (its folder is created) or PostgreSQL.
+
+    hide_parameters: SQLAlchemy puts a statement's values into its errors and its log lines
+    (at DEBUG), and the applicants table's are an ID number and a phone: never show them.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         # pre_ping: a pooled connection dropped by the server or a failover is replaced, not used.
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args or {})
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True, connect_args=connect_args or {})
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     # Activities run in a thread pool, so connections move between threads.
-    engine = create_engine(url, connect_args={"check_same_thread": False, **(connect_args or {})})
+    engine = create_engine(
+        url, hide_parameters=True, connect_args={"check_same_thread": False, **(connect_args or {})}
+    )
     event.listen(engine, "connect", _sqlite_on_connect)
     event.listen(engine, "begin", _sqlite_on_begin)
     return engine
@@ -221,6 +231,65 @@ def _sqlite_on_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+# What an operator needs from a driver's error, in a few words: its text may hold the statement
+# and, for some errors, a value from it. First match wins.
+_REASONS = [
+    (("connection refused",), "connection refused"),
+    (("timeout", "timed out"), "timed out"),
+    (("could not translate host name", "name or service not known", "failed to resolve host", "nodename nor servname"),
+     "host not found"),
+    (("authentication failed", "no pg_hba.conf entry"), "authentication failed"),
+    (("too many clients", "too many connections", "remaining connection slots"), "too many connections"),
+    (("terminating connection", "server closed the connection", "connection is closed", "consuming input failed",
+      "connection reset", "ssl syscall", "eof detected", "connection is lost", "broken pipe"), "connection lost"),
+    (("the database system is starting up", "the database system is shutting down", "in recovery mode"),
+     "server starting or stopping"),
+    (("no such table", "no such column", 'relation "', 'column "'), "schema out of date"),
+    (("does not exist",), "database does not exist"),
+    (("database is locked",), "database locked"),
+    (("unable to open database file",), "cannot open the database file"),
+    (("disk i/o error", "database or disk is full", "readonly database", "read-only"), "disk error"),
+]
+_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError)
+
+
+def database_failure(err: exc.SQLAlchemyError) -> ApplicationError:
+    """The activity failure for a database error: a few words, no statement, no values.
+
+    The Web UI shows an activity's last failure: a driver's multi-kilobyte traceback goes over the
+    server's size limit ("Failure exceeds size limit") and SQLAlchemy's text can hold a statement's
+    values. Retryable: the activity tries again until the database is back.
+    """
+    driver = err.orig if isinstance(err, exc.DBAPIError) and err.orig is not None else err
+    said = str(driver).lower()
+    if isinstance(err, exc.TimeoutError):
+        reason = "connection pool exhausted"
+    else:
+        reason = next((r for needles, r in _REASONS if any(n in said for n in needles)), type(driver).__name__)
+    unavailable = isinstance(err, _UNAVAILABLE) or getattr(err, "connection_invalidated", False)
+    if unavailable and reason != "schema out of date":
+        log.warning("database_unavailable", reason=reason, error=type(driver).__name__)
+        return ApplicationError(f"application database unavailable: {reason}", type="DatabaseUnavailable")
+    log.error("database_error", reason=reason, error=type(driver).__name__)
+    return ApplicationError(f"application database error: {reason}", type="DatabaseError")
+
+
+def database_activity(fn: Callable[P, T]) -> Callable[P, T]:
+    """For every activity that touches the application database, under its `@activity.defn`:
+    a database error fails the activity with `database_failure`'s short message, chaining
+    nothing (Temporal would send the driver's error along as the failure's cause)."""
+
+    @functools.wraps(fn)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except exc.SQLAlchemyError as err:
+            failure = database_failure(err)
+        raise failure  # outside the except block: no __context__ either
+
+    return guarded
+
+
 def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
     """Run `write` in one transaction and commit.
 
@@ -234,7 +303,7 @@ def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
                 result = write(session)
                 session.commit()
                 return result
-            except IntegrityError:
+            except exc.IntegrityError:
                 if attempt == 2:
                     raise
     raise AssertionError("unreachable")

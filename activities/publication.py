@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio import activity
 
-from activities.db import PublicationRow, transaction
+from activities.db import PublicationRow, database_activity, transaction
 from contract.suggestion import Publication, PublicationRecord
 
 log = structlog.get_logger()
@@ -24,6 +24,7 @@ class PublicationActivities:
         self.engine = engine
 
     @activity.defn(name="publish_answer")
+    @database_activity
     def publish_answer(self, record: PublicationRecord) -> bool:
         """Publish the answer once; False when a retry finds it already published."""
         entry = record.entry.model_dump()

@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio import activity
 
-from activities.db import RiskRow
+from activities.db import RiskRow, database_activity
 from contract.risk import RiskEntry, RiskPolicy
 
 log = structlog.get_logger()
@@ -37,6 +37,7 @@ class RiskActivities:
         return self.policy
 
     @activity.defn(name="record_risk")
+    @database_activity
     def record_risk(self, entry: RiskEntry) -> None:
         with Session(self.engine) as session:
             row = session.get(RiskRow, entry.risk_no)

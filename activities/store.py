@@ -15,7 +15,16 @@ from sqlmodel import Session, SQLModel, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.db import ApplicantRow, AuditRow, BrokenCommitmentRow, CaseRow, OutboxRow, RatingRow, transaction
+from activities.db import (
+    ApplicantRow,
+    AuditRow,
+    BrokenCommitmentRow,
+    CaseRow,
+    OutboxRow,
+    RatingRow,
+    database_activity,
+    transaction,
+)
 from activities.notify import Channel, LogChannel
 from contract.case import CaseRegistration, CaseStage
 from contract.rating import Rating, RatingRecord
@@ -52,6 +61,7 @@ class Store:
     # --- activities -------------------------------------------------------------------------
 
     @activity.defn(name="register_case")
+    @database_activity
     def register_case(self, reg: CaseRegistration) -> None:
         """Store the applicant's personal details and the case row (stage `received`)."""
         now = _now()
@@ -83,6 +93,7 @@ class Store:
         log.info("case_registered", case_no=reg.case_no, matter_code=reg.matter_code)
 
     @activity.defn(name="record_case_event")
+    @database_activity
     def record_case_event(self, event: CaseEvent) -> bool:
         """Append the audit entry and bring the case row to the snapshot, in one transaction.
 
@@ -118,6 +129,7 @@ class Store:
         return True
 
     @activity.defn(name="record_audit")
+    @database_activity
     def record_audit(self, entry: AuditEntry) -> bool:
         """Append an audit entry; False if its key is already recorded."""
         written = self._insert_once(self._audit_row(entry, _now()))
@@ -132,6 +144,7 @@ class Store:
         return written
 
     @activity.defn(name="notify")
+    @database_activity
     def notify(self, notice: Notice) -> bool:
         """Put the notice in the outbox and send it unless already sent. True if sent now.
 
@@ -157,6 +170,7 @@ class Store:
         return True
 
     @activity.defn(name="has_broken_commitment")
+    @database_activity
     def has_broken_commitment(self, applicant_id: str) -> bool:
         """Whether a broken 告知承诺 is on record for the applicant (then no deferral)."""
         with Session(self.engine) as session:
@@ -166,6 +180,7 @@ class Store:
         return found is not None
 
     @activity.defn(name="record_broken_commitment")
+    @database_activity
     def record_broken_commitment(self, record: BrokenCommitment) -> bool:
         """Record a broken commitment; False if its key is already recorded."""
         written = self._insert_once(BrokenCommitmentRow(**record.model_dump()))
@@ -176,6 +191,7 @@ class Store:
         return written
 
     @activity.defn(name="record_rating")
+    @database_activity
     def record_rating(self, record: RatingRecord) -> bool:
         """Store a case's rating; False if already stored (by key, or the case already rated)."""
         row = RatingRow(key=record.key, bad=record.rating.bad, **record.rating.model_dump())
