@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, ParamSpec, TypeVar
 
 import structlog
-from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event, exc
+from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import Field, Session, SQLModel
 from temporalio.exceptions import ApplicationError
@@ -55,6 +55,7 @@ class CaseRow(SQLModel, table=True):
 
     __tablename__ = "cases"
 
+    # The primary key is what refuses a second case under the same number (register_case).
     case_no: str = Field(primary_key=True)
     matter_code: str
     hall: str
@@ -62,6 +63,7 @@ class CaseRow(SQLModel, table=True):
     clerk: str | None = None
     applicant_id: str | None = Field(default=None, index=True)
     workflow_id: str | None = None
+    run_id: str | None = None  # the workflow run the case number belongs to
     stage: str = Field(index=True)
     department: str | None = None
     received_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -309,6 +311,26 @@ def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
     raise AssertionError("unreachable")
 
 
+# Columns added after a table was first created: (table, column, SQL type). create_all leaves an
+# existing table as it is, so a database made by an earlier version (a developer's
+# var/hallflow.db) gets them here. Add-only, nullable: old rows keep working.
+ADDED_COLUMNS = [("cases", "run_id", "VARCHAR")]
+
+
 def create_tables(engine: Engine) -> None:
-    """Create missing tables (called on worker start); existing tables are left as they are."""
+    """Create missing tables and add missing columns (called on worker start)."""
     SQLModel.metadata.create_all(engine)
+
+    def has(table: str, column: str) -> bool:
+        return column in {c["name"] for c in inspect(engine).get_columns(table)}
+
+    for table, column, sql_type in ADDED_COLUMNS:
+        if has(table, column):
+            continue
+        try:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+        except exc.DBAPIError:
+            if not has(table, column):  # not another worker starting at the same moment
+                raise
+        log.info("column_added", table=table, column=column)

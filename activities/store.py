@@ -10,7 +10,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -51,6 +52,17 @@ def _key_exists(session: Session, model: type[AuditRow | OutboxRow | BrokenCommi
     return session.exec(select(model.id).where(model.key == key)).first() is not None
 
 
+def _inserted(session: Session, row: SQLModel) -> bool:
+    """Insert `row` in a savepoint; False when a unique constraint refused it (the transaction
+    goes on)."""
+    try:
+        with session.begin_nested():
+            session.add(row)
+        return True
+    except IntegrityError:
+        return False
+
+
 class Store:
     """The application database as activities. Register the bound methods on the worker."""
 
@@ -63,7 +75,13 @@ class Store:
     @activity.defn(name="register_case")
     @database_activity
     def register_case(self, reg: CaseRegistration) -> None:
-        """Store the applicant's personal details and the case row (stage `received`)."""
+        """Store the applicant's personal details and the case row (stage `received`).
+
+        The case number belongs to the first run that registers it: the row is inserted first, so
+        the primary key decides between two runs writing at once. Another run under the same
+        number fails at once with CaseNumberTaken (non-retryable); a retry of the same run finds
+        its own row.
+        """
         now = _now()
         # A detail left out of this application does not erase one known from an earlier case.
         details = reg.applicant.model_dump(exclude={"applicant_id"}, exclude_none=True)
@@ -82,15 +100,40 @@ class Store:
                 session.add(ApplicantRow(applicant_id=reg.applicant.applicant_id, **details, updated_at=now))
             elif _assign(person, details):
                 person.updated_at = now
-            case = session.get(CaseRow, reg.case_no)
-            if case is None:
-                session.add(CaseRow(case_no=reg.case_no, **facts, stage=CaseStage.RECEIVED.value, updated_at=now))
+            session.flush()  # the applicant first: its own conflict is transaction()'s to retry
+            row = CaseRow(case_no=reg.case_no, **facts, run_id=reg.run_id, stage=CaseStage.RECEIVED.value, updated_at=now)
+            if _inserted(session, row):
+                return
+            self._claim_case(session, reg)
             # An event may have created the row first: fill in the registration, keep its stage.
-            elif _assign(case, facts):
+            case = session.get(CaseRow, reg.case_no, populate_existing=True)
+            if case is not None and _assign(case, facts):
                 case.updated_at = now
 
         transaction(self.engine, write)
-        log.info("case_registered", case_no=reg.case_no, matter_code=reg.matter_code)
+        log.info("case_registered", case_no=reg.case_no, matter_code=reg.matter_code, run_id=reg.run_id)
+
+    @staticmethod
+    def _claim_case(session: Session, reg: CaseRegistration) -> None:
+        """The row exists: take it for this run if no run holds it yet (an event wrote it first,
+        or an older version did), else refuse. One conditional UPDATE, so two runs cannot both
+        see the row free."""
+        if reg.run_id is None:  # a run from before run ids: nothing to compare
+            return
+        claimed = session.exec(
+            update(CaseRow)
+            .where(CaseRow.case_no == reg.case_no)
+            .where(or_(CaseRow.run_id.is_(None), CaseRow.run_id == reg.run_id))  # type: ignore[union-attr]
+            .values(run_id=reg.run_id)
+        )
+        if claimed.rowcount == 0:
+            log.warning("case_number_taken", case_no=reg.case_no, workflow_id=reg.workflow_id, run_id=reg.run_id)
+            raise ApplicationError(
+                f"case number {reg.case_no} is already registered by another workflow run; "
+                "a case number names one case: start the case under a new number",
+                type="CaseNumberTaken",
+                non_retryable=True,
+            )
 
     @activity.defn(name="record_case_event")
     @database_activity

@@ -179,6 +179,9 @@ class CaseRegistration(BaseModel):
     applicant: Applicant
     workflow_id: str
     received_at: Instant
+    # The run registering the case: the store keeps the case number for this run only (a second
+    # run under the same number fails with CaseNumberTaken). None from a run started before it.
+    run_id: str | None = None
 
 
 class Deadlines(BaseModel):

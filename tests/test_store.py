@@ -9,7 +9,7 @@ from sqlalchemy import inspect, text
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.db import make_engine
+from activities.db import create_tables, make_engine
 from activities.notify import LogChannel
 from activities.store import Store
 from contract.case import Applicant, CaseRegistration, CaseStage, case_workflow_id
@@ -22,15 +22,16 @@ PERSON = Applicant(applicant_id="app-0001", name="张三", id_number="1101011990
 PERSONAL = [PERSON.name, PERSON.id_number, PERSON.phone]
 
 
-def registration(case_no: str = "C-2025-0001") -> CaseRegistration:
+def registration(case_no: str = "C-2025-0001", run_id: str = "run-1", clerk: str = "window-07") -> CaseRegistration:
     return CaseRegistration(
         case_no=case_no,
         matter_code="enterprise-opening",
         hall="city-hall",
-        clerk="window-07",
+        clerk=clerk,
         applicant=PERSON,
         workflow_id=case_workflow_id(case_no),
         received_at=T0,
+        run_id=run_id,
     )
 
 
@@ -111,6 +112,66 @@ def test_retried_registration_changes_nothing(store: Store) -> None:
 
     assert (store.case_row("C-2025-0001"), store.applicant("app-0001")) == first
     assert count(store, "cases") == count(store, "applicants") == 1
+
+
+def test_a_second_run_cannot_take_a_registered_case_number(store: Store) -> None:
+    store.register_case(registration(run_id="run-1"))
+    first = store.case_row("C-2025-0001")
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(ApplicationError) as refused:
+        store.register_case(registration(run_id="run-2", clerk="window-09"))
+
+    assert refused.value.type == "CaseNumberTaken" and refused.value.non_retryable
+    assert "C-2025-0001" in refused.value.message
+    assert store.case_row("C-2025-0001") == first  # still the first run's case, as it registered it
+    assert first["run_id"] == "run-1"
+    assert [entry["event"] for entry in logs] == ["case_number_taken"]
+    store.register_case(registration(run_id="run-1"))  # the first run's retry is fine
+    assert store.case_row("C-2025-0001") == first
+
+
+def test_runs_registering_one_case_number_at_once_get_it_once(store: Store) -> None:
+    runs = [f"run-{n}" for n in range(4)]
+    barrier = threading.Barrier(len(runs))
+    outcomes: dict[str, str] = {}
+
+    def register(run_id: str) -> None:
+        barrier.wait()
+        try:
+            store.register_case(registration(run_id=run_id))
+            outcomes[run_id] = "registered"
+        except ApplicationError as err:
+            outcomes[run_id] = err.type or ""
+
+    threads = [threading.Thread(target=register, args=(run,)) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes.values()) == ["CaseNumberTaken"] * 3 + ["registered"]
+    assert store.case_row("C-2025-0001")["run_id"] == next(r for r, o in outcomes.items() if o == "registered")
+    assert count(store, "cases") == 1
+
+
+def test_a_database_from_before_run_ids_gets_the_column_and_keeps_its_cases(db_engine) -> None:
+    with db_engine.begin() as conn:
+        conn.execute(text("ALTER TABLE cases DROP COLUMN run_id"))
+        conn.execute(
+            text(
+                "INSERT INTO cases (case_no, matter_code, hall, stage, updated_at) "
+                "VALUES ('OLD-1', 'enterprise-opening', 'city-hall', 'approved', :at)"
+            ),
+            {"at": T0},
+        )
+    create_tables(db_engine)  # what the worker does at start
+    create_tables(db_engine)
+
+    assert "run_id" in {column["name"] for column in inspect(db_engine).get_columns("cases")}
+    store = Store(db_engine)
+    assert store.case_row("OLD-1")["run_id"] is None and store.case_row("OLD-1")["stage"] == "approved"
+    store.register_case(registration("NEW-1", run_id="run-1"))
+    assert store.case_row("NEW-1")["run_id"] == "run-1"
 
 
 def test_generic_audit_entry_is_appended_once(store: Store) -> None:

@@ -45,6 +45,7 @@ class AcceptPhase:
                 applicant=app.applicant,
                 workflow_id=workflow.info().workflow_id,
                 received_at=workflow.now(),
+                run_id=workflow.info().run_id,
             )
         )
         await self._trail.record("received", app.clerk, details={"materials": sorted(self._received - self._early)})
