@@ -43,6 +43,13 @@ def dev_calendar(
     from activities.calendar import with_placeholders
 
     source = get_settings().calendar_dir
+    if out.resolve() == source.resolve():
+        # with_placeholders empties OUT first: the official tables would be replaced by guesses.
+        raise calls.Refused(
+            f"{out} is the calendar directory dev-calendar reads from ({source}); "
+            "write the development calendar elsewhere (make run uses var/calendar)",
+            calls.BAD_INPUT,
+        )
     placeholders = list(with_placeholders(source, out, date.today() + timedelta(days=366)))
     for year in placeholders:
         render.warn(
