@@ -16,9 +16,19 @@ app = typer.Typer(no_args_is_help=True, help="Administration: search attributes,
 @app.command()
 def setup(output: OutputFlag = Output.text) -> None:
     """Register hallflow's search attributes on the namespace (idempotent)."""
+    from temporalio.service import RPCError
+
     from contract import search
 
-    added = calls.run(lambda client, _: search.ensure_search_attributes(client))
+    async def ensure(client, _settings) -> list[str]:
+        try:
+            return await search.ensure_search_attributes(client)
+        except RuntimeError as err:  # a name registered with another type
+            raise calls.Refused(str(err)) from None
+        except RPCError as err:
+            raise calls.Refused(f"cannot register search attributes: {err.message}") from None
+
+    added = calls.run(ensure)
     if output is Output.json:
         render.dump({"added": list(added)})
     else:

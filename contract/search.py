@@ -47,31 +47,48 @@ ALL = [
 async def ensure_search_attributes(client) -> list[str]:
     """Register every key in ALL that the namespace lacks; refuse a name registered with another type.
 
-    Safe to run at every start (the dev server applies --search-attribute only to a new database file).
-    Returns the names it added.
+    Safe to run at every start, on every server (the dev server applies --search-attribute only to
+    a new database file). Returns the names it added.
     """
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
     from temporalio.service import RPCError, RPCStatusCode
 
     try:
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=client.namespace)
         )
-        existing = dict(listed.custom_attributes)
+        existing: dict | None = dict(listed.custom_attributes)
     except RPCError as err:
-        if err.status != RPCStatusCode.UNIMPLEMENTED:  # the time-skipping test server cannot list
+        if err.status != RPCStatusCode.UNIMPLEMENTED:
             raise
-        existing = {}
+        existing = None  # the time-skipping test server cannot list (nor show a type conflict)
     missing = {}
     for key in ALL:
-        have = existing.get(key.name)
+        have = None if existing is None else existing.get(key.name)
         if have is None:
             missing[key.name] = key.indexed_value_type
         elif have != key.indexed_value_type:
             raise RuntimeError(f"search attribute {key.name} exists with another type ({have}); hallflow needs {key.indexed_value_type}")
-    if missing:
+    if not missing:
+        return []
+    try:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=client.namespace, search_attributes=missing)
         )
-    return sorted(missing)
+        return sorted(missing)
+    except RPCError as err:
+        if err.status != RPCStatusCode.ALREADY_EXISTS:
+            raise
+    # Some exist already (a server that cannot list, or another setup at the same moment): one by
+    # one, so "already exists" names the key it is about.
+    added = []
+    for name, value_type in missing.items():
+        try:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(namespace=client.namespace, search_attributes={name: value_type})
+            )
+            added.append(name)
+        except RPCError as err:
+            if err.status != RPCStatusCode.ALREADY_EXISTS:
+                raise
+    return sorted(added)
