@@ -19,6 +19,8 @@ from temporalio.contrib.pydantic import PydanticJSONPlainPayloadConverter
 from temporalio.converter import CompositePayloadConverter, DataConverter, DefaultPayloadConverter, JSONPlainPayloadConverter
 from temporalio.exceptions import ApplicationError
 
+from contract.schemas import CONTRACT
+
 JSON = b"json/plain"
 
 
@@ -32,8 +34,6 @@ def describe(err: ValidationError) -> str:
 
 def expected(model: type) -> str:
     """Where an integrator finds the schema a payload must match."""
-    from contract.schemas import CONTRACT
-
     names = [name for name, m in CONTRACT.items() if m is model and not name.endswith(".result")]
     where = f"docs/schemas/{names[0]}.json" if names else "docs/integration.md"
     return f"one JSON object matching {getattr(model, '__name__', model)} ({where})"

@@ -10,7 +10,8 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from contract.common import Name, RefusedSignal, Text
+from contract.case import ApplicantId, CaseNo
+from contract.common import Code, Instant, Name, RefusedSignal, Text
 
 # 5 very satisfied, 4 satisfied, 3 basically satisfied, 2 dissatisfied, 1 very dissatisfied.
 BAD_SCORES = {1, 2}
@@ -39,14 +40,14 @@ class Rate(BaseModel):
 class Rating(BaseModel):
     """A rating as recorded: no rater identity, only the case."""
 
-    case_no: str
-    matter_code: str
-    department: str
-    hall: str
-    score: int
-    comment: str = ""
-    channel: str
-    at: datetime
+    case_no: CaseNo
+    matter_code: Code
+    department: Name = Field(description="who puts a bad review right: the lead department, or the hall")
+    hall: Name
+    score: int = Field(ge=1, le=5)
+    comment: Text = ""
+    channel: Name
+    at: Instant
 
     @property
     def bad(self) -> bool:
@@ -73,12 +74,14 @@ class RectificationOrder(BaseModel):
     """RectificationWorkflow input: a bad review to verify, rectify and answer, owned by the department
     that handled the case."""
 
-    case_no: str
-    matter_code: str
-    department: str
-    hall: str
+    model_config = ConfigDict(extra="forbid")
+
+    case_no: CaseNo
+    matter_code: Code
+    department: Name
+    hall: Name
     rating: Rating
-    applicant_id: str = Field(description="opaque id, only to answer the applicant; never published or logged")
+    applicant_id: ApplicantId = Field(description="opaque id, only to answer the applicant; never published or logged")
     verify_days: int = Field(default=1, ge=1)
     rectify_days: int = Field(default=5, ge=1)
 

@@ -46,7 +46,7 @@ class RiskReport(BaseModel):
     impact: Impact
     responsible_department: Code
     owner: Name
-    case_no: str | None = None
+    case_no: CaseNo | None = None
     level: Level | None = Field(default=None, description="explicit level; otherwise from the matrix")
 
 
@@ -197,7 +197,9 @@ class WatchPolicy(BaseModel):
 class WatchState(BaseModel):
     """SatisfactionWatchWorkflow input: carried across continue-as-new so the window stays intact."""
 
-    department: Code
+    model_config = ConfigDict(extra="forbid")
+
+    department: Name
     ratings: list[tuple[datetime, bool, str]] = Field(
         default_factory=list, description="(at, bad, case_no) of the ratings in the window"
     )

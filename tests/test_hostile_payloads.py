@@ -13,7 +13,7 @@ from temporalio.common import RawValue
 
 from contract.approval import Review
 from contract.case import CaseStage
-from tests.builders import application, start_case, wait_status
+from tests.builders import application, eventually, start_case, wait_status
 from workflows.case import CaseWorkflow
 
 
@@ -67,6 +67,10 @@ async def test_hostile_twins_are_refused_and_recorded(env, hall_worker, catalog,
             await handle.signal(f"{update}_signal", args=HOSTILE[kind])
         status = await wait_status(handle, lambda s: len(s.refused_signals) == len(UPDATES))
         assert {(r.signal, r.error) for r in status.refused_signals} == {(f"{u}_signal", "InvalidPayload") for u in UPDATES}
+        assert all("docs/schemas/CaseWorkflow." in r.reason for r in status.refused_signals)
+        audited = lambda: [e for e in sqlite_store.audit_trail("case", app.case_no) if e.action == "signal_refused"]  # noqa: E731
+        await eventually(lambda: len(audited()) >= len(UPDATES))
+        assert sorted(e.details["signal"] for e in audited()) == sorted(f"{u}_signal" for u in UPDATES)
         assert status.stage == CaseStage.AWAITING_REVIEW and status.warning is None
         await handle.execute_update(CaseWorkflow.review, Review(reviewer=matter.reviewers[0], decision="approve"))
         assert (await wait_status(handle, lambda s: s.stage.is_final)).stage == CaseStage.APPROVED

@@ -119,11 +119,19 @@ class RiskWorkflow(SignalTwins):
         return self.status()
 
     async def _step(self, step: str, done) -> None:
-        """Wait for `step` under the level's limit; each miss escalates and restarts the clock."""
-        assert self._entry is not None
-        start = self._entry.reported_at
+        """Wait for `step` under the level's limit; each miss escalates one rank up the chain and
+        restarts the clock. The ladder ends: once every rank has been told of this step, the step
+        stays open and overdue with no further timer, so an ignored risk's history stays bounded
+        (docs/reliability.md); a regrade starts the clock again."""
+        assert self._entry is not None and self._policy is not None
+        ranks = len(self._policy.escalation_chain(self._entry.responsible_department))
+        start, missed = self._entry.reported_at, 0
         while not done():
             regraded = self._regraded
+            if missed >= ranks:
+                await workflow.wait_condition(lambda: done() or self._regraded != regraded)
+                start = workflow.now()
+                continue
             self._due = await self._limit_from(start, step)
             self._set_attributes()
             summary = f"{step} due {self._due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"
@@ -131,6 +139,7 @@ class RiskWorkflow(SignalTwins):
                 start = workflow.now()  # regraded (or done): the clock restarts under the new level
                 continue
             await self._escalate(step)
+            missed += 1
             start = workflow.now()
         self._overdue, self._due = False, None
 

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from pydantic import BaseModel
 
     from contract.common import SIGNAL_TWIN_SUFFIX, RefusedSignal
+    from contract.converter import expected, invalid
 
 KEEP_REFUSED = 20
 # Each audited refusal costs history events; past this many in one run a sender gone wrong is
@@ -84,11 +85,11 @@ class SignalTwins:
 def _parse(model: type[BaseModel], args: Sequence[RawValue]) -> BaseModel:
     """The signal's one JSON argument as the Update's input model; InvalidPayload as the Update says it."""
     if len(args) != 1:
-        raise ApplicationError(f"expected one JSON object as input, got {len(args)} arguments", type="InvalidPayload")
+        raise invalid(f"invalid {model.__name__}: got {len(args)} arguments; expected {expected(model)}")
     try:
         # The contract's converter refuses a mismatch with the same InvalidPayload message as the Update.
         return workflow.payload_converter().from_payload(args[0].payload, model)
     except ApplicationError:
         raise
     except Exception as err:  # noqa: BLE001 - any undecodable payload is the sender's mistake
-        raise ApplicationError(f"invalid {model.__name__}: not a JSON object ({err})", type="InvalidPayload") from None
+        raise invalid(f"invalid {model.__name__}: not a JSON object ({err}); expected {expected(model)}") from None
