@@ -41,12 +41,14 @@ def get_settings() -> Settings:
     return Settings()
 
 
-async def connect(settings: Settings | None = None):
-    """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads)."""
+async def connect(settings: Settings | None = None, runtime=None):
+    """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads).
+
+    `runtime`: the worker's, which forwards the SDK core's logs (logs.core_runtime)."""
     from temporalio.client import Client
     from contract.converter import data_converter
 
     settings = settings or get_settings()
     return await Client.connect(
-        settings.temporal_address, namespace=settings.namespace, data_converter=data_converter
+        settings.temporal_address, namespace=settings.namespace, data_converter=data_converter, runtime=runtime
     )

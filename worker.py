@@ -1,10 +1,15 @@
 """Runs hallflow's workflows and activities on task queue `hallflow`. Thin: wiring only."""
 
 import asyncio
+import itertools
+import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import structlog
+from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
@@ -19,7 +24,7 @@ from activities.watch import WatchDelivery
 from activities.notify import LogChannel
 from activities.store import Store
 from contract.rating import FeedbackPolicy
-from logs import configure_logging
+from logs import configure_logging, core_runtime
 from settings import ROOT, Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.guard import INTERCEPTORS
@@ -104,23 +109,107 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
     )
 
 
+def unreachable_reason(error: str) -> str:
+    """A few words for an operator from the SDK's connection error (a Rust debug string)."""
+    said = error.lower()
+    for needles, reason in (
+        (("connectionrefused", "connection refused"), "connection refused"),
+        (("connect error",), "cannot connect"),
+        (("timed out", "timeout", "deadline"), "timed out"),
+        (("dns", "resolve", "name or service not known"), "host not found"),
+        (("tls", "certificate", "handshake"), "TLS handshake failed"),
+        (("connection reset", "broken pipe", "unavailable"), "connection lost"),
+    ):
+        if any(needle in said for needle in needles):
+            return reason
+    return error[:200]
+
+
+async def stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait `seconds`, or less if the worker is told to stop; whether it was."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except asyncio.TimeoutError:
+        return False
+    return True
+
+
+async def connect_when_up(settings: Settings, stop: asyncio.Event) -> Client | None:
+    """Connect, trying again while the server cannot be reached, one log line per attempt
+    naming the address (a worker may start before its server); None when stopped meanwhile."""
+    delay, runtime = 1.0, core_runtime()
+    for attempt in itertools.count(1):
+        try:
+            return await connect(settings, runtime=runtime)
+        except RuntimeError as err:
+            log.warning(
+                "temporal_unreachable",
+                address=settings.temporal_address,
+                reason=unreachable_reason(str(err)),
+                attempt=attempt,
+                retry_in_s=delay,
+            )
+        if await stopped(stop, delay):
+            return None
+        delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
+
+
+async def watch_server(client: Client, address: str, stop: asyncio.Event, every: float = 5.0) -> None:
+    """Say in the log when the server stops answering (once a minute while it does not) and when
+    it answers again. The worker's pollers retry on their own; without this only the core's
+    retry warnings would tell."""
+    down_since: float | None = None
+    said_at = 0.0
+    loop = asyncio.get_running_loop()
+    while not await stopped(stop, every):
+        try:
+            await client.workflow_service.get_system_info(
+                GetSystemInfoRequest(), retry=False, timeout=timedelta(seconds=every)
+            )
+        except Exception as err:  # noqa: BLE001 - any failure to answer is "unreachable" here
+            now = loop.time()
+            if down_since is None or now - said_at >= 60:
+                down_since = now if down_since is None else down_since
+                said_at = now
+                log.warning(
+                    "temporal_unreachable",
+                    address=address,
+                    reason=unreachable_reason(getattr(err, "message", None) or str(err)),
+                    down_for_s=round(now - down_since),
+                )
+            continue
+        if down_since is not None:
+            log.info("temporal_reachable_again", address=address, down_for_s=round(loop.time() - down_since))
+            down_since = None
+
+
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
-    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    client = await connect_when_up(settings, stop)
+    if client is None:
+        log.info("worker_stopped")
+        return
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(client, settings, executor)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
         log.info(
             "worker_started", address=settings.temporal_address, task_queue=settings.task_queue, build_id=settings.build_id
         )
         async with worker:
+            watch = asyncio.create_task(watch_server(client, settings.temporal_address, stop))
             await stop.wait()  # leaving the block drains in-flight tasks, then stops
+            await watch
         log.info("worker_stopped")
 
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # The SDK core's threads (its log forwarding above all) can abort the interpreter's teardown
+    # (sdk-python issue #300: "PyGILState_Release ... finalizing"); all is stopped and written.
+    logging.shutdown()
+    os._exit(0)

@@ -34,7 +34,6 @@ from contract.risk import Level, RiskEntry, RiskState
 from contract.suggestion import Publication, PublicationRecord
 from settings import ROOT
 from tests.db_fixtures import PG_URL
-from tests.e2e_fixtures import wait_for
 from tests.temporal_fixtures import BIN
 
 T0 = datetime(2025, 3, 3, 1, 30, tzinfo=timezone.utc)
@@ -149,3 +148,74 @@ def test_connection_cut_while_writing_personal_details_leaks_them_nowhere(pg_sch
     finally:
         engine.dispose()
         admin.dispose()
+
+
+def worker_log(path) -> list[dict]:
+    import json
+
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    return [json.loads(line) for line in lines if line.startswith("{")]
+
+
+async def eventually(check, timeout: float = 60.0):
+    import asyncio
+
+    end = time.monotonic() + timeout
+    while not (value := check()) and time.monotonic() < end:
+        await asyncio.sleep(0.2)
+    return value
+
+
+async def test_worker_says_in_its_log_while_temporal_is_unreachable(tmp_path):
+    from tests.e2e_fixtures import shipped_calendar_or_placeholder
+
+    address = f"127.0.0.1:{free_port()}"
+    log_path = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "HALLFLOW_TEMPORAL_ADDRESS": address,
+        "HALLFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'hallflow.db'}",
+        "HALLFLOW_TASK_QUEUE": "hallflow",
+        "HALLFLOW_CALENDAR_DIR": str(shipped_calendar_or_placeholder(tmp_path / "calendar")),
+    }
+
+    def unreachable() -> list[dict]:
+        return [e for e in worker_log(log_path) if e["event"] == "temporal_unreachable"]
+
+    def started() -> bool:
+        return any(e["event"] == "worker_started" for e in worker_log(log_path))
+
+    with open(log_path, "w") as log:
+        worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stderr=log, text=True)
+    server = None
+    try:
+        # Started before its server: a line per attempt, naming the address, and no traceback.
+        assert await eventually(lambda: len(unreachable()) >= 2), log_path.read_text()
+        assert [(e["address"], e["attempt"]) for e in unreachable()[:2]] == [(address, 1), (address, 2)]
+        assert unreachable()[0]["reason"] == "connection refused"
+
+        server = await WorkflowEnvironment.start_local(
+            ip="127.0.0.1", port=int(address.rsplit(":", 1)[1]), data_converter=data_converter,
+            dev_server_existing_path=str(BIN / "temporal"), search_attributes=search.ALL,
+        )
+        assert await eventually(started), log_path.read_text()
+        before = len(unreachable())
+
+        await server.shutdown()  # the server goes away under a running worker
+        server = None
+        assert await eventually(lambda: len(unreachable()) > before, timeout=30), log_path.read_text()
+        assert unreachable()[-1]["address"] == address
+    finally:
+        worker.send_signal(signal.SIGTERM)  # stops promptly, server or not
+        try:
+            assert worker.wait(timeout=30) == 0
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+            if server is not None:
+                await server.shutdown()
+    text_logged = log_path.read_text()
+    assert "Traceback" not in text_logged
+    core = [e for e in worker_log(log_path) if e["event"] == "temporal_core"]
+    assert all("target" in e for e in core)  # the SDK core's warnings as JSON events, not its own text
+    assert [line for line in text_logged.splitlines() if line and not line.startswith("{")] == []
