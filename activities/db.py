@@ -123,6 +123,8 @@ class OutboxRow(SQLModel, table=True):
     title: str = Field(sa_type=Text)
     body: str = Field(sa_type=Text)
     at: datetime = Field(sa_type=UtcDateTime)
+    # Committed before the channel is called: a claimed notice is never handed to it again.
+    claimed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UtcDateTime)  # null until the channel took it
     channel: str  # name of the channel that sends it
 
@@ -314,7 +316,7 @@ def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
 # Columns added after a table was first created: (table, column, SQL type). create_all leaves an
 # existing table as it is, so a database made by an earlier version (a developer's
 # var/hallflow.db) gets them here. Add-only, nullable: old rows keep working.
-ADDED_COLUMNS = [("cases", "run_id", "VARCHAR")]
+ADDED_COLUMNS = [("cases", "run_id", "VARCHAR"), ("outbox", "claimed_at", "TIMESTAMP WITH TIME ZONE")]
 
 
 def create_tables(engine: Engine) -> None:

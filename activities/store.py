@@ -189,25 +189,39 @@ class Store:
     @activity.defn(name="notify")
     @database_activity
     def notify(self, notice: Notice) -> bool:
-        """Put the notice in the outbox and send it unless already sent. True if sent now.
+        """Put the notice in the outbox and hand it to the channel at most once. True if sent now.
 
-        Once sent, a retry never sends again. A crash between the send and its commit resends on
-        retry: the channel cannot be asked whether it delivered, so at-least-once is the limit.
+        The claim is committed before the channel is called, so a retry never sends a second
+        time, even when the database went away between the send and its record. Such a notice
+        (claimed, never marked sent) is "in doubt": logged as a warning with its key, for an
+        operator to check with the channel, which also receives the key to deduplicate on. A
+        channel that raises releases the claim: nothing went out, the retry sends it.
         """
         row = OutboxRow(**notice.model_dump(), channel=self.channel.name)
         self._insert_once(row)  # committed first: an unsent notice stays visible as pending
         with Session(self.engine) as session:
-            # Claiming the row locks it (PostgreSQL: the row; SQLite: the database) until the
-            # commit, so a concurrent attempt waits here and then finds sent_at set.
+            # Claiming locks the row (PostgreSQL: the row; SQLite: the database) until the commit,
+            # so of two concurrent attempts only one claims it.
             claimed = session.exec(
                 update(OutboxRow)
-                .where(OutboxRow.key == notice.key, OutboxRow.sent_at.is_(None))  # type: ignore[union-attr]
-                .values(channel=self.channel.name)
+                .where(OutboxRow.key == notice.key, OutboxRow.claimed_at.is_(None))  # type: ignore[union-attr]
+                .values(claimed_at=_now(), channel=self.channel.name)
             )
-            if claimed.rowcount == 0:
-                log.debug("notice_already_sent", subject_id=notice.subject_id, key=notice.key)
-                return False
-            self.channel.send(notice)  # raises: rolled back, still unsent, sent on retry
+            session.commit()
+        if claimed.rowcount == 0:
+            with Session(self.engine) as session:
+                sent = session.exec(select(OutboxRow.sent_at).where(OutboxRow.key == notice.key)).first()
+            if sent is None:
+                log.warning("notice_in_doubt", subject_id=notice.subject_id, key=notice.key, kind=notice.kind)
+            return False
+        try:
+            self.channel.send(notice)
+        except Exception:
+            with Session(self.engine) as session:  # not sent: release the claim for the retry
+                session.exec(update(OutboxRow).where(OutboxRow.key == notice.key).values(claimed_at=None))
+                session.commit()
+            raise
+        with Session(self.engine) as session:
             session.exec(update(OutboxRow).where(OutboxRow.key == notice.key).values(sent_at=_now()))
             session.commit()
         return True
