@@ -144,6 +144,8 @@ class RectificationWorkflow(SignalTwins):
             await workflow.wait_condition(lambda: self._due is not None)
         action = "found_malicious" if req.malicious else "verified"
         await self._trail.record(action, req.officer, req.finding, details={"malicious": req.malicious})
+        # Answer after the change: awaiting the set-aside's confirmation, or rectifying.
+        await workflow.wait_condition(lambda: self._stage != RectificationStage.VERIFYING)
         return self.status()
 
     @verify.validator
