@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 
 import pytest
 import structlog
+from sqlmodel import SQLModel
 from sqlalchemy import Engine, create_engine, event, text
 from temporalio.api.failure.v1 import Failure
 from temporalio.converter import DataConverter
@@ -146,6 +147,10 @@ def test_connection_cut_while_writing_personal_details_leaks_them_nowhere(pg_sch
         Store(engine).register_case(registration())  # the retry, once the database is back
         assert Store(engine).applicant(PERSON.applicant_id)["id_number"] == PERSON.id_number
     finally:
+        # The session's schema is shared: leave it empty, as tests/db_fixtures.py does.
+        tables = ", ".join(table.name for table in SQLModel.metadata.sorted_tables)
+        with engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
         engine.dispose()
         admin.dispose()
 
