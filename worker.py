@@ -5,6 +5,7 @@ import itertools
 import logging
 import os
 import signal
+import traceback
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -208,8 +209,13 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
-    # The SDK core's threads (its log forwarding above all) can abort the interpreter's teardown
-    # (sdk-python issue #300: "PyGILState_Release ... finalizing"); all is stopped and written.
+    code = 0
+    try:
+        asyncio.run(main())
+    except Exception:  # noqa: BLE001 - e.g. an invalid catalog: said as before, then exit 1
+        traceback.print_exc()
+        code = 1
+    # The SDK core's threads (its log forwarding above all) can abort or hang the interpreter's
+    # teardown (sdk-python issue #300: "PyGILState_Release ... finalizing"); all is written.
     logging.shutdown()
-    os._exit(0)
+    os._exit(code)
