@@ -20,7 +20,8 @@ class AuditEntry(BaseModel):
     subject_id: str
     action: str  # short event name: accepted, not_accepted, materials_supplemented ...
     actor: Name  # person or system ("hallflow") that caused it
-    reason: Text = ""
+    # Composed by the workflow (a template and the sender's already checked text): not capped.
+    reason: str = ""
     at: Instant
     workflow_id: str
     run_id: str
@@ -59,8 +60,8 @@ class Notice(BaseModel):
     kind: str  # not_accepted, deferral_accepted, deferral_reminder, case_terminated ...
     subject_type: str
     subject_id: str
-    title: Text
-    body: Text
+    title: str
+    body: str  # a template and the sender's already checked text: not capped
     at: Instant
 
 

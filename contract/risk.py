@@ -12,7 +12,7 @@ from typing import Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contract.case import CaseNo
-from contract.common import Code, Name, RefusedSignal, Text
+from contract.common import Code, Instant, Name, RefusedSignal, Text
 
 
 class Level(StrEnum):
@@ -200,7 +200,7 @@ class WatchState(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     department: Name
-    ratings: list[tuple[datetime, bool, str]] = Field(
+    ratings: list[tuple[Instant, bool, Name]] = Field(
         default_factory=list, description="(at, bad, case_no) of the ratings in the window"
     )
     open_risk: str | None = None

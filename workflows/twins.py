@@ -67,6 +67,9 @@ class SignalTwins:
             await self._refuse(name, f"accepted but failed while applied: {failure}", type(failure).__name__)
 
     async def _refuse(self, name: str, reason: str, error: str) -> None:
+        # The sender chose the signal's name and the payload's field names, which the reason may
+        # quote: keep them storable (no NUL) and short.
+        name, reason = _storable(name, 200), _storable(reason, 2000)
         refusal = RefusedSignal(signal=name, reason=reason, error=error, at=workflow.now())
         self.refused_signals.append(refusal)
         del self.refused_signals[:-KEEP_REFUSED]
@@ -80,6 +83,11 @@ class SignalTwins:
             )
         details = {"signal": refusal.signal, "error": refusal.error}
         await self._trail.record("signal_refused", "signal", refusal.reason, details)  # type: ignore[attr-defined]
+
+
+def _storable(text: str, limit: int) -> str:
+    text = text.replace("\x00", "\\u0000")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _parse(model: type[BaseModel], args: Sequence[RawValue]) -> BaseModel:
