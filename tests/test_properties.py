@@ -129,7 +129,7 @@ RISK_POLICY = load_risk_policy(ROOT / "data" / "risk.toml")
 TIMEOUT = timedelta(days=30)  # every workflow started here has an execution timeout
 
 # Examples per target (inputs: half as many again): 38 Update/twin targets and 5 inputs take
-# about 80 s on two cores. HALLFLOW_PROPERTY_EXAMPLES=200 makes a longer hunt.
+# about a minute on two cores. HALLFLOW_PROPERTY_EXAMPLES=200 makes a longer hunt.
 EXAMPLES = int(os.environ.get("HALLFLOW_PROPERTY_EXAMPLES", "15"))
 INPUT_EXAMPLES = EXAMPLES * 3 // 2
 SETTINGS = settings(
