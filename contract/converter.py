@@ -68,7 +68,10 @@ class _ContractJSON(PydanticJSONPlainPayloadConverter):
         where = _nul_at(value, "")
         if where is not None:
             # Legal JSON, but PostgreSQL cannot store it: refused here, never retried forever later.
-            raise invalid(f"invalid {name}: {where or 'payload'}: text holds a NUL character (\\u0000); remove it")
+            raise invalid(
+                f"invalid {name}: {where or 'payload'}: text holds a NUL character (\\u0000); remove it; "
+                f"expected {expected(type_hint)}"
+            )
         return value
 
 
