@@ -8,8 +8,16 @@ expected schema, and never reaches a handler as something else:
 - JSON is validated strictly: `true` is not 1, `"5"` is not 5, `0` or `"yes"` is not a boolean;
 - a mismatch names each bad field. Inside a workflow the SDK passes this failure through, so an
   Update is rejected with that message instead of a bare "Failed decoding arguments".
+
+A workflow input is the one place where a refusal must not be raised while decoding: the SDK
+would then have no input to build the workflow from, and every later query of that run would
+fail with an SDK error. A workflow declares its input as `Model | Unreadable`; a bad one arrives
+as an `Unreadable` holding the reason, and the workflow refuses it itself (workflows/guard.py).
 """
 
+import types
+import typing
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
 
@@ -44,6 +52,32 @@ def invalid(message: str) -> ApplicationError:
     return ApplicationError(message, type="InvalidPayload", non_retryable=True)
 
 
+def refusal(model: Any, problem: str) -> ApplicationError:
+    return invalid(f"invalid {getattr(model, '__name__', model)}: {problem}; expected {expected(model)}")
+
+
+class _Problem(Exception):
+    """What is wrong with one payload, before the refusal names the model it was read as."""
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A workflow input that could not be read as its model: what was wrong with it."""
+
+    problem: str
+
+    def refusal(self, model: type) -> ApplicationError:
+        return refusal(model, self.problem)
+
+
+def lenient_model(hint: Any) -> type | None:
+    """The model of an input declared `Model | Unreadable`, or None for any other hint."""
+    if typing.get_origin(hint) not in (typing.Union, types.UnionType):
+        return None
+    members = [m for m in typing.get_args(hint) if m is not Unreadable and m is not type(None)]
+    return members[0] if len(members) == 1 and Unreadable in typing.get_args(hint) else None
+
+
 @lru_cache(maxsize=512)
 def _adapter(hint: Any) -> TypeAdapter:
     return TypeAdapter(hint)
@@ -55,23 +89,25 @@ def _is_model(hint: Any) -> bool:
 
 class _ContractJSON(PydanticJSONPlainPayloadConverter):
     def from_payload(self, payload: Payload, type_hint: type | None = None) -> Any:
+        try:
+            return self.read(payload, type_hint)
+        except _Problem as problem:
+            raise refusal(type_hint, str(problem)) from None
+
+    def read(self, payload: Payload, type_hint: type | None) -> Any:
         hint = type_hint if type_hint is not None else Any
         try:
             adapter = _adapter(hint)
         except TypeError:  # an unhashable hint: no cache
             adapter = TypeAdapter(hint)
-        name = getattr(type_hint, "__name__", str(type_hint))
         try:
             value = adapter.validate_json(payload.data, strict=True)
         except ValidationError as err:
-            raise invalid(f"invalid {name}: {describe(err)}; expected {expected(type_hint)}") from None
+            raise _Problem(describe(err)) from None
         where = _nul_at(value, "")
         if where is not None:
             # Legal JSON, but PostgreSQL cannot store it: refused here, never retried forever later.
-            raise invalid(
-                f"invalid {name}: {where or 'payload'}: text holds a NUL character (\\u0000); remove it; "
-                f"expected {expected(type_hint)}"
-            )
+            raise _Problem(f"{where or 'payload'}: text holds a NUL character (\\u0000); remove it")
         return value
 
 
@@ -98,27 +134,39 @@ def _nul_at(value: Any, path: str) -> str | None:
 
 class ContractPayloadConverter(CompositePayloadConverter):
     def __init__(self) -> None:
-        super().__init__(
-            *(
-                _ContractJSON() if isinstance(c, JSONPlainPayloadConverter) else c
-                for c in DefaultPayloadConverter.default_encoding_payload_converters
-            )
-        )
+        converters = [
+            _ContractJSON() if isinstance(c, JSONPlainPayloadConverter) else c
+            for c in DefaultPayloadConverter.default_encoding_payload_converters
+        ]
+        super().__init__(*converters)
+        self._json = next(c for c in converters if isinstance(c, _ContractJSON))
 
     def from_payloads(self, payloads: Sequence[Payload], type_hints: list[type] | None = None) -> list[Any]:
         if type_hints is None and len(payloads) > 1:
             # The SDK drops the type hints when the count is wrong: every hallflow message and
-            # workflow input is one JSON object.
-            raise invalid(
-                f"got {len(payloads)} arguments; expected one JSON object, as docs/schemas/ gives for each message and workflow input"
-            )
+            # workflow input is one JSON object. Handed on as one Unreadable, so that the guard
+            # (workflows/guard.py) refuses it naming the model the message or workflow expects.
+            return [Unreadable(f"got {len(payloads)} arguments")]
+        values = []
         for index, payload in enumerate(payloads):
             hint = type_hints[index] if type_hints and index < len(type_hints) else None
-            encoding = payload.metadata.get("encoding", b"")
-            if _is_model(hint) and encoding != JSON:
+            model = lenient_model(hint)
+            try:
+                values.append(self._one(payload, model or hint))
+            except _Problem as problem:
+                if model is None:
+                    raise refusal(hint, str(problem)) from None
+                values.append(Unreadable(str(problem)))
+        return values
+
+    def _one(self, payload: Payload, hint: Any) -> Any:
+        encoding = payload.metadata.get("encoding", b"")
+        if _is_model(hint):
+            if encoding != JSON:
                 shown = encoding.decode(errors="replace") or "no encoding"
-                raise invalid(f"invalid {hint.__name__}: payload is {shown}, not json/plain; expected {expected(hint)}")
-        return super().from_payloads(payloads, type_hints)
+                raise _Problem(f"payload is {shown}, not json/plain")
+            return self._json.read(payload, hint)
+        return super().from_payloads([payload], [hint] if hint is not None else None)[0]
 
 
 data_converter = DataConverter(payload_converter_class=ContractPayloadConverter)

@@ -143,6 +143,10 @@ async def test_bursts_at_a_suggestion_are_applied_once(env, hall_worker, sqlite_
                                             task_queue=tq, execution_timeout=timedelta(days=90))
         await wait_status(h, lambda st: st.due_at is not None, query=SuggestionWorkflow.status)
         assert await burst(h, "reclassify", Reclassify(complexity="complex", reason="study", by="coordinator-1")) <= 1
+        # A twin may be the one applied, and the burst returns before it lands; an answer sent meanwhile
+        # is refused as Busy, as documented.
+        await wait_status(h, lambda st: any(e["action"] == "reclassified" for e in st.last_events),
+                          query=SuggestionWorkflow.status)
         respond = Respond(department="natural-resources", officer="officer-zhou", adopted=True)
         assert await burst(h, "respond", respond) <= 1
         await once_each(sqlite_store, "suggestion", s.suggestion_no, ["reclassified", "answered"])

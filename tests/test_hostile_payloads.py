@@ -2,14 +2,22 @@
 wrong number of arguments, coerced values. Each is refused with InvalidPayload naming the schema,
 as an Update (non-retryable) or as a twin (recorded in status and the audit trail); the case goes on."""
 
+import asyncio
 import json
 import uuid
 from datetime import timedelta
 
 import pytest
 from temporalio.api.common.v1 import Payload
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import RawValue
+from temporalio.service import RPCError
 
 from contract.approval import Review
 from contract.case import CaseStage
@@ -128,7 +136,37 @@ async def test_a_bad_start_fails_at_once_with_invalid_payload(env, hall_worker, 
             await handle.result()
         history = await handle.fetch_history()
     assert failed.value.cause.type == "InvalidPayload", failed.value.cause.message
-    assert "docs/schemas/" in failed.value.cause.message
+    assert f"docs/schemas/{workflow_type}.input.json" in failed.value.cause.message
+    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+
+
+@pytest.mark.parametrize("kind", ["null", "malformed", "two arguments"])
+async def test_a_status_query_racing_a_bad_start_says_why_and_fails_no_task(env, hall_worker, kind):
+    """An operator's `status` sent while (or after) a bad start fails gets the start's refusal,
+    not an SDK error, and the run's history holds no failed workflow task."""
+    async def status() -> str:
+        try:
+            await asyncio.wait_for(handle.query("status"), timeout=10)
+        except WorkflowQueryFailedError as err:
+            return str(err)
+        except (TimeoutError, RPCError) as err:  # before the first task: no answer yet
+            return f"no answer: {err!r}"
+        return "answered"
+
+    async with hall_worker(env.client) as tq:
+        handle = await env.client.start_workflow(
+            "CaseWorkflow", args=START_INPUTS[kind], id=f"bad-{uuid.uuid4()}", task_queue=tq,
+            execution_timeout=timedelta(minutes=5),
+        )
+        racing = await asyncio.gather(*[status() for _ in range(5)])
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        after = await status()
+        history = await handle.fetch_history()
+    for answer in [*racing, after]:
+        assert "SDK" not in answer, answer
+        assert answer.startswith("no answer") or "docs/schemas/CaseWorkflow.input.json" in answer, answer
+    assert "invalid CaseApplication" in after
     assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
 
 

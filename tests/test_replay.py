@@ -19,7 +19,7 @@ from temporalio.workflow import NondeterminismError
 # The sandbox re-imports this module for the workflows defined below: pass the rest through.
 with workflow.unsafe.imports_passed_through():
     from contract.case import CaseApplication, CaseOutcome
-    from contract.converter import data_converter
+    from contract.converter import Unreadable, data_converter
     from tests.record_histories import SCENARIOS
     from worker import INTERCEPTORS, WORKFLOWS
     from workflows import activities as act
@@ -68,7 +68,7 @@ class CaseWorkflowWithNewCreditCheck(CaseWorkflow):
     """A new step at the start, added without workflow.patched: one extra activity."""
 
     @workflow.run
-    async def run(self, app: CaseApplication = None) -> CaseOutcome:  # type: ignore[assignment]
+    async def run(self, app: CaseApplication | Unreadable | None = None) -> CaseOutcome:
         await act.has_broken_commitment(app.applicant.applicant_id)
         return await super().run(app)
 
@@ -79,7 +79,7 @@ class CaseWorkflowWithoutNotices(CaseWorkflow):
     activity missing."""
 
     @workflow.run
-    async def run(self, app: CaseApplication = None) -> CaseOutcome:  # type: ignore[assignment]
+    async def run(self, app: CaseApplication | Unreadable | None = None) -> CaseOutcome:
         return await super().run(app)
 
     async def _notify_applicant(self, kind: str, title: str, body: str) -> None:
@@ -91,7 +91,7 @@ class CaseWorkflowWithPatchedCreditCheck(CaseWorkflow):
     """The same new step done right: open cases skip it, new cases run it."""
 
     @workflow.run
-    async def run(self, app: CaseApplication = None) -> CaseOutcome:  # type: ignore[assignment]
+    async def run(self, app: CaseApplication | Unreadable | None = None) -> CaseOutcome:
         if workflow.patched("credit-check-at-start"):
             await act.has_broken_commitment(app.applicant.applicant_id)
         return await super().run(app)

@@ -19,6 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from contract.converter import Unreadable
     from contract.rating import (
         ConfirmSetAside,
         RectificationOrder,
@@ -31,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import notices
     from workflows.feedback import chase, deadline, overdue_flags, show_day
     from workflows.trail import SYSTEM, Trail
-    from workflows.guard import require_input
+    from workflows.guard import refuse_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -43,8 +44,11 @@ STEP_NAMES = {"call-back": "回访核实", "set-aside confirmation": "恶意差�
 @workflow.defn(name="RectificationWorkflow")
 class RectificationWorkflow(SignalTwins):
     @workflow.init
-    def __init__(self, order: RectificationOrder = None) -> None:  # type: ignore[assignment]
-        require_input(order, RectificationOrder, rectification_workflow_id(order.case_no) if order else "")
+    def __init__(self, order: RectificationOrder | Unreadable | None = None) -> None:
+        self.refused_input = refuse_input(order, RectificationOrder, lambda o: rectification_workflow_id(o.case_no))
+        if self.refused_input is not None:
+            return  # the guard fails the run with it (workflows/guard.py)
+        assert isinstance(order, RectificationOrder)
         self._order = order
         self._stage = RectificationStage.VERIFYING
         self._trail = Trail("rectification", order.case_no)
@@ -58,7 +62,7 @@ class RectificationWorkflow(SignalTwins):
         self._waiting = Waiting()  # who the open step waits on, for the inbox
 
     @workflow.run
-    async def run(self, order: RectificationOrder = None) -> RectificationStatus:  # type: ignore[assignment]
+    async def run(self, order: RectificationOrder | Unreadable | None = None) -> RectificationStatus:
         workflow.upsert_search_attributes(
             [
                 search.FEEDBACK_STAGE.value_set(self._stage),

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from contract.converter import Unreadable
     from contract.risk import (
         Acknowledge,
         Regrade,
@@ -33,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.clock import wait_until
     from workflows.feedback import deadline
     from workflows.trail import SYSTEM, Trail
-    from workflows.guard import require_input
+    from workflows.guard import refuse_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -43,8 +44,11 @@ LAST_EVENTS = 10
 @workflow.defn(name="RiskWorkflow")
 class RiskWorkflow(SignalTwins):
     @workflow.init
-    def __init__(self, report: RiskReport = None) -> None:  # type: ignore[assignment]
-        require_input(report, RiskReport, risk_workflow_id(report.risk_no) if report else "")
+    def __init__(self, report: RiskReport | Unreadable | None = None) -> None:
+        self.refused_input = refuse_input(report, RiskReport, lambda r: risk_workflow_id(r.risk_no))
+        if self.refused_input is not None:
+            return  # the guard fails the run with it (workflows/guard.py)
+        assert isinstance(report, RiskReport)
         self._report = report
         self._trail = Trail("risk", report.risk_no)
         self._waiting = Waiting()  # who the open step waits on, for the inbox
@@ -60,7 +64,7 @@ class RiskWorkflow(SignalTwins):
         self._closed = False
 
     @workflow.run
-    async def run(self, report: RiskReport = None) -> RiskStatus:  # type: ignore[assignment]
+    async def run(self, report: RiskReport | Unreadable | None = None) -> RiskStatus:
         policy = self._policy = await act.risk_policy()
         level = report.level or policy.level_for(report.probability, report.impact)
         self._entry = RiskEntry(

@@ -11,11 +11,12 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from contract.converter import Unreadable
     from contract.rating import Rating
     from contract.risk import Level, RiskPolicy, RiskReport, WatchState, WatchStatus, risk_workflow_id
     from workflows import activities as act
     from workflows.detached import start_detached
-    from workflows.guard import require_input
+    from workflows.guard import refuse_input
     from workflows.trail import SYSTEM, Trail
 
 
@@ -26,15 +27,18 @@ def watch_workflow_id(department: str) -> str:
 @workflow.defn(name="SatisfactionWatchWorkflow")
 class SatisfactionWatchWorkflow:
     @workflow.init
-    def __init__(self, state: WatchState = None) -> None:  # type: ignore[assignment]
-        require_input(state, WatchState, watch_workflow_id(state.department) if state else "")
+    def __init__(self, state: WatchState | Unreadable | None = None) -> None:
+        self.refused_input = refuse_input(state, WatchState, lambda w: watch_workflow_id(w.department))
+        if self.refused_input is not None:
+            return  # the guard fails the run with it (workflows/guard.py)
+        assert isinstance(state, WatchState)
         self._state = state
         self._inbox: list[Rating] = []
         self._received = 0
         self._policy: RiskPolicy | None = None
 
     @workflow.run
-    async def run(self, state: WatchState = None) -> None:  # type: ignore[assignment]
+    async def run(self, state: WatchState | Unreadable | None = None) -> None:
         policy = self._policy = await act.risk_policy()
         watch = policy.satisfaction
         trail = Trail("satisfaction", state.department)

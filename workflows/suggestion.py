@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from contract.converter import Unreadable
     from contract.suggestion import (
         ANSWER_DAYS,
         Publication,
@@ -29,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import notices
     from workflows.feedback import chase, deadline, overdue_flags, show_day
     from workflows.trail import SYSTEM, Trail
-    from workflows.guard import require_input
+    from workflows.guard import refuse_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -39,8 +40,11 @@ LAST_EVENTS = 10
 @workflow.defn(name="SuggestionWorkflow")
 class SuggestionWorkflow(SignalTwins):
     @workflow.init
-    def __init__(self, suggestion: Suggestion = None) -> None:  # type: ignore[assignment]
-        require_input(suggestion, Suggestion, suggestion_workflow_id(suggestion.suggestion_no) if suggestion else "")
+    def __init__(self, suggestion: Suggestion | Unreadable | None = None) -> None:
+        self.refused_input = refuse_input(suggestion, Suggestion, lambda s: suggestion_workflow_id(s.suggestion_no))
+        if self.refused_input is not None:
+            return  # the guard fails the run with it (workflows/guard.py)
+        assert isinstance(suggestion, Suggestion)
         self._s = suggestion
         self._complexity = suggestion.complexity
         self._stage = SuggestionStage.OPEN
@@ -55,7 +59,7 @@ class SuggestionWorkflow(SignalTwins):
         self._waiting = Waiting()  # the department owes the answer, for the inbox
 
     @workflow.run
-    async def run(self, suggestion: Suggestion = None) -> SuggestionStatus:  # type: ignore[assignment]
+    async def run(self, suggestion: Suggestion | Unreadable | None = None) -> SuggestionStatus:
         self._submitted_at = workflow.now()
         workflow.upsert_search_attributes(
             [search.FEEDBACK_STAGE.value_set(self._stage), search.DEPARTMENT.value_set(suggestion.department)]

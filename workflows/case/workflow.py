@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
     from contract.calendar import WorkingDays
     from contract.case import CaseApplication, CaseOutcome, CaseStage, CaseStatus, Pause, SupplementMaterials, Withdraw
     from contract.case import case_workflow_id
+    from contract.converter import Unreadable
     from contract.matter import Matter
     from contract.rating import Rate, Rating
     from contract.records import CaseSnapshot
@@ -34,7 +35,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.case.route import RoutePhase
     from workflows.case.trail import CaseTrail
     from workflows.clock import CaseClock, local_date
-    from workflows.guard import require_input
+    from workflows.guard import refuse_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -44,8 +45,11 @@ LAST_EVENTS = 10
 @workflow.defn(name="CaseWorkflow")
 class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins):
     @workflow.init
-    def __init__(self, app: CaseApplication = None) -> None:  # type: ignore[assignment]
-        require_input(app, CaseApplication, case_workflow_id(app.case_no) if app else "")
+    def __init__(self, app: CaseApplication | Unreadable | None = None) -> None:
+        self.refused_input = refuse_input(app, CaseApplication, lambda a: case_workflow_id(a.case_no))
+        if self.refused_input is not None:
+            return  # the guard fails the run with it (workflows/guard.py)
+        assert isinstance(app, CaseApplication)
         self._app = app
         self._stage = CaseStage.RECEIVED
         self._trail = CaseTrail(app.case_no, self._snapshot)
@@ -84,7 +88,7 @@ class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins)
         self._rating: Rating | None = None
 
     @workflow.run
-    async def run(self, app: CaseApplication = None) -> CaseOutcome:  # type: ignore[assignment]
+    async def run(self, app: CaseApplication | Unreadable | None = None) -> CaseOutcome:
         matter = await self.accept()
         if matter is not None:
             # The limits are watched and deferred materials chased while the route runs.
