@@ -1,8 +1,10 @@
-"""`starter.py admin …`: set a namespace up, write the contract's schemas, lay a development calendar."""
+"""`starter.py admin …`: set a namespace up, write the contract's schemas, lay a development calendar,
+make signing keys."""
 
+import re
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -10,7 +12,7 @@ from cli import calls, render
 from cli.render import Output, OutputFlag
 from settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, help="Administration: search attributes, JSON Schemas, the dev calendar.")
+app = typer.Typer(no_args_is_help=True, help="Administration: search attributes, JSON Schemas, the dev calendar, signing keys.")
 
 
 @app.command()
@@ -68,3 +70,45 @@ def dev_calendar(
         )
     if output is Output.json:
         render.dump({"calendar": str(out), "placeholders": list(placeholders)})
+
+
+keys = typer.Typer(no_args_is_help=True, help="Signing keys for the actor assertion on every message (security/).")
+app.add_typer(keys, name="keys")
+KEYS_DIR = Path("var/keys")  # development keys; production keeps private keys off the repository's tree
+
+
+@keys.command("new")
+def keys_new(
+    principal: Annotated[str, typer.Option(help="whose key: a system id (hallflow-cli) or an officer id")],
+    alg: Annotated[Literal["ed25519", "sm2"], typer.Option(help="sm2 where 国密 algorithms are required")] = "ed25519",
+    private_out: Annotated[
+        Path | None, typer.Option(help="private key file to write (0600) [default: var/keys/<principal>.key.toml]")
+    ] = None,
+    public_file: Annotated[Path, typer.Option(help="public keys file to append to")] = KEYS_DIR / "public-keys.toml",
+    output: OutputFlag = Output.text,
+) -> None:
+    """Make a key pair: the private key to its own file, the public key appended to the keys file."""
+    from pydantic import ValidationError
+
+    from contract.converter import describe
+    from security.keys import KeyFileError, add_public_key, load_public_keys, new_key, save_private, unused_key_id
+
+    private_out = private_out or KEYS_DIR / f"{re.sub(r'[^A-Za-z0-9._-]', '_', principal)}.key.toml"
+    try:
+        taken = {k.id for k in load_public_keys(public_file)} if public_file.exists() else set()
+        private, public = new_key(principal, alg, unused_key_id(principal, taken))
+        save_private(private, private_out)  # refuses to overwrite: an existing key is never lost
+        try:
+            add_public_key(public_file, public)
+        except BaseException:
+            private_out.unlink()  # no private key whose public half is nowhere
+            raise
+    except (KeyFileError, OSError) as err:
+        raise calls.Refused(str(err), calls.BAD_INPUT) from None
+    except ValidationError as err:
+        raise calls.Refused(f"invalid key: {describe(err)}", calls.BAD_INPUT) from None
+    if output is Output.json:
+        render.dump({"id": private.id, "principal": principal, "alg": alg, "private_file": str(private_out),
+                     "public_file": str(public_file)})
+    else:
+        render.show(private.id)
