@@ -2,6 +2,7 @@
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,9 @@ class Settings(BaseSettings):
     calendar_dir: Path = ROOT / "data" / "calendar"
     risk_file: Path = ROOT / "data" / "risk.toml"
     log_level: str = "INFO"
+    # The audit chain's hash (activities/chain.py): SHA-256, or SM3 (GM/T 0004) where 国密
+    # algorithms are required. Each row names its own, so switching keeps old rows verifiable.
+    audit_hash: Literal["sha256", "sm3"] = "sha256"
     # Feedback (step 3): how long after its end a case may be rated, and how long a department
     # has to rectify or explain a bad review (domain.md: 5 to 15 working days by locality).
     rating_window_days: int = Field(default=5, ge=1)

@@ -2,7 +2,9 @@
 
 SQLite file by default (development, a single hall), PostgreSQL by URL (production).
 Personal data lives in `applicants` only; every other table holds opaque ids and codes
-(个人信息保护法 §6: minimum personal data). `audit` is append-only: nothing updates or deletes it.
+(个人信息保护法 §6: minimum personal data). `audit` is append-only: nothing updates or deletes it,
+and each subject's rows are hash-chained (activities/chain.py) so that a change made behind
+hallflow's back shows.
 """
 
 import functools
@@ -12,7 +14,7 @@ from typing import Any, Callable, ParamSpec, TypeVar
 
 import structlog
 from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event, exc, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Field, Session, SQLModel
 from temporalio.exceptions import ApplicationError
 
@@ -90,10 +92,14 @@ class ApplicantRow(SQLModel, table=True):
 
 
 class AuditRow(SQLModel, table=True):
-    """One state change (contract.records.AuditEntry). Append-only."""
+    """One state change (contract.records.AuditEntry). Append-only, hash-chained per subject."""
 
     __tablename__ = "audit"
-    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+    __table_args__ = (
+        Index("ix_audit_subject", "subject_type", "subject_id"),
+        # One row per place in a subject's chain: two writers cannot both append after one head.
+        Index("ux_audit_chain", "subject_type", "subject_id", "seq", unique=True),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True)  # idempotency key made by the workflow
@@ -106,7 +112,13 @@ class AuditRow(SQLModel, table=True):
     workflow_id: str
     run_id: str
     details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # codes, counts, dates only
+    signed_with: str | None = None  # the key id that signed the message behind this row, if any
     recorded_at: datetime = Field(sa_type=UtcDateTime)  # when this row was written
+    # The chain (activities/chain.py). Null only on a row added outside it, which verify reports.
+    seq: int | None = None  # 1, 2, 3 … within the subject
+    prev_hash: str | None = None  # the subject's previous row's hash
+    hash_alg: str | None = None  # sha256 | sm3
+    hash: str | None = None  # over every field above but id
 
 
 class OutboxRow(SQLModel, table=True):
@@ -257,6 +269,18 @@ _REASONS = [
 _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError)
 
 
+def failure_reason(err: exc.SQLAlchemyError) -> tuple[str, bool]:
+    """A database error in a few words, and whether it means the database is unavailable."""
+    driver = err.orig if isinstance(err, exc.DBAPIError) and err.orig is not None else err
+    said = str(driver).lower()
+    if isinstance(err, exc.TimeoutError):
+        reason = "connection pool exhausted"
+    else:
+        reason = next((r for needles, r in _REASONS if any(n in said for n in needles)), type(driver).__name__)
+    unavailable = isinstance(err, _UNAVAILABLE) or getattr(err, "connection_invalidated", False)
+    return reason, unavailable and reason != "schema out of date"
+
+
 def database_failure(err: exc.SQLAlchemyError) -> ApplicationError:
     """The activity failure for a database error: a few words, no statement, no values.
 
@@ -265,13 +289,8 @@ def database_failure(err: exc.SQLAlchemyError) -> ApplicationError:
     values. Retryable: the activity tries again until the database is back.
     """
     driver = err.orig if isinstance(err, exc.DBAPIError) and err.orig is not None else err
-    said = str(driver).lower()
-    if isinstance(err, exc.TimeoutError):
-        reason = "connection pool exhausted"
-    else:
-        reason = next((r for needles, r in _REASONS if any(n in said for n in needles)), type(driver).__name__)
-    unavailable = isinstance(err, _UNAVAILABLE) or getattr(err, "connection_invalidated", False)
-    if unavailable and reason != "schema out of date":
+    reason, unavailable = failure_reason(err)
+    if unavailable:
         log.warning("database_unavailable", reason=reason, error=type(driver).__name__)
         return ApplicationError(f"application database unavailable: {reason}", type="DatabaseUnavailable")
     log.error("database_error", reason=reason, error=type(driver).__name__)
@@ -294,21 +313,23 @@ def database_activity(fn: Callable[P, T]) -> Callable[P, T]:
     return guarded
 
 
-def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
+def transaction(engine: Engine, write: Callable[[Session], T], attempts: int = 2) -> T:
     """Run `write` in one transaction and commit.
 
     Two attempts of one activity may run at once (a retry after a timeout while the first is
     still working): both check a key, both insert, one hits the unique constraint. Then `write`
-    runs once more and finds the row the other attempt committed.
+    runs once more and finds the row the other attempt committed. An audit row may meet another
+    writer's row at its place in the chain instead: it then runs again on the new head, as many
+    `attempts` as there are writers (activities/chain.py).
     """
-    for attempt in (1, 2):
+    for attempt in range(1, attempts + 1):
         with Session(engine) as session:
             try:
                 result = write(session)
                 session.commit()
                 return result
             except exc.IntegrityError:
-                if attempt == 2:
+                if attempt == attempts:
                     raise
     raise AssertionError("unreachable")
 
@@ -316,23 +337,51 @@ def transaction(engine: Engine, write: Callable[[Session], T]) -> T:
 # Columns added after a table was first created: (table, column, SQL type). create_all leaves an
 # existing table as it is, so a database made by an earlier version (a developer's
 # var/hallflow.db) gets them here. Add-only, nullable: old rows keep working.
-ADDED_COLUMNS = [("cases", "run_id", "VARCHAR"), ("outbox", "claimed_at", "TIMESTAMP WITH TIME ZONE")]
+ADDED_COLUMNS = [
+    ("cases", "run_id", "VARCHAR"),
+    ("outbox", "claimed_at", "TIMESTAMP WITH TIME ZONE"),
+    ("audit", "signed_with", "VARCHAR"),
+    ("audit", "seq", "INTEGER"),
+    ("audit", "prev_hash", "VARCHAR"),
+    ("audit", "hash_alg", "VARCHAR"),
+    ("audit", "hash", "VARCHAR"),
+]
+
+
+def _chain_audit(conn: Connection) -> None:
+    """The audit rows written before the chain are chained, and the chain's index made, in the
+    transaction that adds its columns: no worker appends to a chain before its old rows are in."""
+    from activities.chain import chain_existing_rows, configured_algorithm  # chain.py imports this module
+
+    chained = chain_existing_rows(conn, configured_algorithm())
+    conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_audit_chain ON audit (subject_type, subject_id, seq)"))
+    log.info("audit_chained", rows=chained)
+
+
+AFTER_ADDING: dict[str, Callable[[Connection], None]] = {"audit": _chain_audit}
 
 
 def create_tables(engine: Engine) -> None:
     """Create missing tables and add missing columns (called on worker start)."""
     SQLModel.metadata.create_all(engine)
 
-    def has(table: str, column: str) -> bool:
-        return column in {c["name"] for c in inspect(engine).get_columns(table)}
+    def missing(table: str) -> list[tuple[str, str]]:
+        present = {c["name"] for c in inspect(engine).get_columns(table)}
+        return [(column, sql_type) for t, column, sql_type in ADDED_COLUMNS if t == table and column not in present]
 
-    for table, column, sql_type in ADDED_COLUMNS:
-        if has(table, column):
+    # A table's columns in one transaction with what must follow them (AFTER_ADDING).
+    for table in dict.fromkeys(t for t, _, _ in ADDED_COLUMNS):
+        columns = missing(table)
+        if not columns:
             continue
         try:
             with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+                for column, sql_type in columns:
+                    conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}"))
+                if table in AFTER_ADDING:
+                    AFTER_ADDING[table](conn)
         except exc.DBAPIError:
-            if not has(table, column):  # not another worker starting at the same moment
+            if missing(table):  # not another worker starting at the same moment
                 raise
-        log.info("column_added", table=table, column=column)
+            continue
+        log.info("columns_added", table=table, columns=[column for column, _ in columns])

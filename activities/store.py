@@ -2,7 +2,8 @@
 
 Every write is idempotent on the record's `key` (made in the workflow, stable on replay): an
 activity retry, or a second attempt running at the same time, finds the first write and adds
-nothing. The activities are sync (`def`): the worker runs them in its thread pool.
+nothing. Audit rows are appended to their subject's hash chain (activities/chain.py).
+The activities are sync (`def`): the worker runs them in its thread pool.
 Logs carry case numbers, codes and keys, never personal data.
 """
 
@@ -16,6 +17,7 @@ from sqlmodel import Session, SQLModel, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities import chain
 from activities.db import (
     ApplicantRow,
     AuditRow,
@@ -66,9 +68,10 @@ def _inserted(session: Session, row: SQLModel) -> bool:
 class Store:
     """The application database as activities. Register the bound methods on the worker."""
 
-    def __init__(self, engine: Engine, channel: Channel | None = None) -> None:
+    def __init__(self, engine: Engine, channel: Channel | None = None, audit_hash: str | None = None) -> None:
         self.engine = engine
         self.channel: Channel = channel or LogChannel()
+        self.audit_hash = audit_hash or chain.configured_algorithm()  # HALLFLOW_AUDIT_HASH
 
     # --- activities -------------------------------------------------------------------------
 
@@ -154,7 +157,7 @@ class Store:
         def write(session: Session) -> bool:
             if _key_exists(session, AuditRow, audit.key):
                 return False
-            session.add(self._audit_row(audit, now))
+            chain.append(session, self._audit_row(audit, now), self.audit_hash)
             state = snapshot.model_dump(exclude={"case_no"})
             case = session.get(CaseRow, snapshot.case_no)
             if case is None:
@@ -163,7 +166,7 @@ class Store:
                 case.updated_at = now
             return True
 
-        if not transaction(self.engine, write):
+        if not transaction(self.engine, write, attempts=chain.ATTEMPTS):
             log.debug("case_event_already_recorded", case_no=snapshot.case_no, key=audit.key)
             return False
         log.info(
@@ -175,7 +178,15 @@ class Store:
     @database_activity
     def record_audit(self, entry: AuditEntry) -> bool:
         """Append an audit entry; False if its key is already recorded."""
-        written = self._insert_once(self._audit_row(entry, _now()))
+        now = _now()
+
+        def write(session: Session) -> bool:
+            if _key_exists(session, AuditRow, entry.key):
+                return False
+            chain.append(session, self._audit_row(entry, now), self.audit_hash)
+            return True
+
+        written = transaction(self.engine, write, attempts=chain.ATTEMPTS)
         if written:
             log.info(
                 "audit_recorded",
@@ -274,7 +285,8 @@ class Store:
                 .where(AuditRow.subject_type == subject_type, AuditRow.subject_id == subject_id)
                 .order_by(AuditRow.at, AuditRow.id)  # type: ignore[arg-type]
             ).all()
-            return [AuditEntry.model_validate(row.model_dump(exclude={"id", "recorded_at"})) for row in rows]
+            internal = {"id", "recorded_at", "seq", "prev_hash", "hash_alg", "hash"}
+            return [AuditEntry.model_validate(row.model_dump(exclude=internal)) for row in rows]
 
     def notices(self, subject_id: str | None = None, recipient: str | None = None) -> list[Notice]:
         """Notices in the outbox (sent or not), oldest first, filtered by subject and/or recipient."""
@@ -306,7 +318,7 @@ class Store:
         details = entry.model_dump(mode="json")["details"]
         return AuditRow(**entry.model_dump(exclude={"details"}), details=details, recorded_at=recorded_at)
 
-    def _insert_once(self, row: AuditRow | OutboxRow | BrokenCommitmentRow | RatingRow) -> bool:
+    def _insert_once(self, row: OutboxRow | BrokenCommitmentRow | RatingRow) -> bool:
         """Insert the row unless one with its key exists; False when it already did."""
 
         def write(session: Session) -> bool:

@@ -27,6 +27,9 @@ class AuditEntry(BaseModel):
     run_id: str
     # No personal data here: codes, counts and dates only.
     details: dict[str, Any] = Field(default_factory=dict)
+    # Which key signed the message that caused this row: a key id from the organisation
+    # directory; None for hallflow's own steps. Covered by the audit chain's hash.
+    signed_with: str | None = None
 
 
 class CaseSnapshot(BaseModel):
