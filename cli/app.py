@@ -3,7 +3,7 @@ answer for people by default, `-o json` for scripts, and the exit codes scripts 
 
 from typer import Typer
 
-from cli import admin, case, feedback, operator, risk, sign
+from cli import admin, audit, case, feedback, operator, risk, sign
 from cli.calls import DONE, REFUSED, Refused
 from cli.render import refusal
 from logs import configure_logging
@@ -23,6 +23,7 @@ app.add_typer(operator.app, name="operator")
 app.add_typer(admin.app, name="admin")
 # Top level, not in a group: it sends nothing, it signs a header for the temporal CLI's own commands.
 app.command("sign")(sign.sign)
+app.add_typer(audit.app, name="audit")
 
 
 def main(argv: list[str] | None = None) -> int:
