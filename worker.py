@@ -19,13 +19,17 @@ from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities, load_catalog
 from activities.db import create_tables, make_engine
 from activities.feedback import FeedbackActivities
+from activities.lent import Lent, lend, take_back
+from activities.org import DirectoryActivities, load_directory
 from activities.publication import PublicationActivities
 from activities.risk import RiskActivities, load_risk_policy
 from activities.watch import WatchDelivery
 from activities.notify import LogChannel
 from activities.store import Store
+from contract.org import SYSTEM_ACTOR
 from contract.rating import FeedbackPolicy
 from logs import configure_logging, core_runtime
+from security.keys import load_private
 from settings import ROOT, Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.guard import INTERCEPTORS
@@ -45,9 +49,13 @@ def hallflow_activities(
     feedback: FeedbackActivities | None = None,
     risks: RiskActivities | None = None,
     watch: WatchDelivery | None = None,
+    directory: DirectoryActivities | None = None,
 ) -> list:
     feedback = feedback or FeedbackActivities(FeedbackPolicy(rating_window_days=5, rectify_days=5))
     risks = risks or RiskActivities(store.engine, load_risk_policy(ROOT / "data" / "risk.toml"))
+    if directory is None:
+        settings = get_settings()
+        directory = DirectoryActivities(load_directory(settings.org_file, settings.keys_file))
     return [
         *([watch.send_rating_to_watch] if watch else []),
         risks.risk_policy,
@@ -56,6 +64,7 @@ def hallflow_activities(
         feedback.feedback_policy,
         store.record_rating,
         catalog.get_matter,
+        directory.org_directory,
         calendar.working_days_after,
         calendar.working_days_between,
         store.register_case,
@@ -68,18 +77,26 @@ def hallflow_activities(
 
 
 def build_activities(settings: Settings, client: Client) -> list:
-    """Load and validate the data files and the database once, at start: a bad catalog stops the worker."""
+    """Load and validate the data files and the database once, at start: a bad catalog or
+    directory stops the worker."""
     engine = make_engine(settings.database_url)
     create_tables(engine)
+    catalog = load_catalog(settings.catalog_file)
+    directory = load_directory(settings.org_file, settings.keys_file, catalog)
+    store = Store(engine, LogChannel())
+    # What the guard writes for refused Updates, and the key one workflow signs another's signal with.
+    lend(settings.task_queue, Lent(store=store, key=load_private(settings.worker_key) if settings.worker_key.exists() else None))
+    log.info("directory_loaded", version=directory.version, officers=len(directory.officers), keys=len(directory.keys))
     return hallflow_activities(
-        Store(engine, LogChannel()),
+        store,
         CalendarActivities(Calendar.load(settings.calendar_dir), settings.calendar_dir),
-        CatalogActivities(load_catalog(settings.catalog_file)),
+        CatalogActivities(catalog),
         FeedbackActivities(
             FeedbackPolicy(rating_window_days=settings.rating_window_days, rectify_days=settings.rectify_days)
         ),
         RiskActivities(engine, load_risk_policy(settings.risk_file)),
         WatchDelivery(client, settings.task_queue),
+        DirectoryActivities(directory),
     )
 
 
@@ -141,7 +158,8 @@ async def connect_when_up(settings: Settings, stop: asyncio.Event) -> Client | N
     delay, runtime = 1.0, core_runtime()
     for attempt in itertools.count(1):
         try:
-            return await connect(settings, runtime=runtime)
+            # The worker's own client (ratings to the watch) signs as hallflow, with the worker's key.
+            return await connect(settings, runtime=runtime, key_file=settings.worker_key, actor=SYSTEM_ACTOR)
         except RuntimeError as err:
             log.warning(
                 "temporal_unreachable",
@@ -205,6 +223,7 @@ async def main() -> None:
             watch = asyncio.create_task(watch_server(client, settings.temporal_address, stop))
             await stop.wait()  # leaving the block drains in-flight tasks, then stops
             await watch
+        take_back(settings.task_queue)
         log.info("worker_stopped")
 
 

@@ -82,9 +82,11 @@ def keys_new(
     principal: Annotated[str, typer.Option(help="whose key: a system id (hallflow-cli) or an officer id")],
     alg: Annotated[Literal["ed25519", "sm2"], typer.Option(help="sm2 where 国密 algorithms are required")] = "ed25519",
     private_out: Annotated[
-        Path | None, typer.Option(help="private key file to write (0600) [default: var/keys/<principal>.key.toml]")
+        Path | None, typer.Option(help="private key file to write (0600) [default: var/keys/<principal>.key]")
     ] = None,
-    public_file: Annotated[Path, typer.Option(help="public keys file to append to")] = KEYS_DIR / "public-keys.toml",
+    public_file: Annotated[
+        Path | None, typer.Option(help="public keys file to append to [default: HALLFLOW_KEYS_FILE, var/keys/public.toml]")
+    ] = None,
     output: OutputFlag = Output.text,
 ) -> None:
     """Make a key pair: the private key to its own file, the public key appended to the keys file."""
@@ -93,7 +95,8 @@ def keys_new(
     from contract.converter import describe
     from security.keys import KeyFileError, add_public_key, load_public_keys, new_key, save_private, unused_key_id
 
-    private_out = private_out or KEYS_DIR / f"{re.sub(r'[^A-Za-z0-9._-]', '_', principal)}.key.toml"
+    private_out = private_out or KEYS_DIR / f"{re.sub(r'[^A-Za-z0-9._-]', '_', principal)}.key"
+    public_file = public_file or get_settings().keys_file
     try:
         taken = {k.id for k in load_public_keys(public_file)} if public_file.exists() else set()
         private, public = new_key(principal, alg, unused_key_id(principal, taken))

@@ -3,7 +3,7 @@ answer for people by default, `-o json` for scripts, and the exit codes scripts 
 
 from typer import Typer
 
-from cli import admin, audit, case, feedback, operator, risk, sign
+from cli import admin, audit, case, directory, feedback, operator, risk, sign
 from cli.calls import DONE, REFUSED, Refused
 from cli.render import refusal
 from logs import configure_logging
@@ -21,6 +21,7 @@ app.add_typer(feedback.app, name="feedback")
 app.add_typer(risk.app, name="risk")
 app.add_typer(operator.app, name="operator")
 app.add_typer(admin.app, name="admin")
+admin.app.add_typer(directory.app, name="directory")
 # Top level, not in a group: it sends nothing, it signs a header for the temporal CLI's own commands.
 app.command("sign")(sign.sign)
 app.add_typer(audit.app, name="audit")

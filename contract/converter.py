@@ -15,8 +15,11 @@ fail with an SDK error. A workflow declares its input as `Model | Unreadable`; a
 as an `Unreadable` holding the reason, and the workflow refuses it itself (workflows/guard.py).
 """
 
+import hashlib
+import threading
 import types
 import typing
+from collections import deque
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Sequence
@@ -108,7 +111,29 @@ class _ContractJSON(PydanticJSONPlainPayloadConverter):
         if where is not None:
             # Legal JSON, but PostgreSQL cannot store it: refused here, never retried forever later.
             raise _Problem(f"{where or 'payload'}: text holds a NUL character (\\u0000); remove it")
+        _remember(value, payload.data)
         return value
+
+
+# The SHA-256 of the JSON each recent model was read from, by identity, per thread: a signed
+# actor assertion binds the payload's bytes as sent, and only the converter ever sees them. A
+# workflow activation decodes a message and runs its guard on one thread with nothing between.
+_read = threading.local()
+
+
+def _remember(value: Any, data: bytes) -> None:
+    ring = getattr(_read, "ring", None)
+    if ring is None:
+        ring = _read.ring = deque(maxlen=64)
+    ring.append((value, hashlib.sha256(data).hexdigest()))
+
+
+def digest_read(value: Any) -> str | None:
+    """The SHA-256 (hex) of the payload `value` was just decoded from, or None."""
+    for seen, digest in reversed(getattr(_read, "ring", ())):
+        if seen is value:
+            return digest
+    return None
 
 
 def _nul_at(value: Any, path: str) -> str | None:

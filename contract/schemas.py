@@ -65,6 +65,37 @@ CONTRACT: dict[str, type[BaseModel]] = {
     "SatisfactionWatchWorkflow.status.result": WatchStatus,
 }
 
+# The field that names who acts, per message model; the signed assertion must name the same actor
+# (docs/security.md). A message without one (rate, a suggestion, a risk report, hallflow's own)
+# is acted by whom its assertion names: the applicant, the public, an officer, hallflow.
+ACTOR_FIELD: dict[type[BaseModel], str] = {
+    CaseApplication: "clerk",
+    SupplementMaterials: "submitted_by",
+    Withdraw: "requested_by",
+    DepartmentOpinion: "officer",
+    Review: "reviewer",
+    Transfer: "by",
+    Resubmit: "submitted_by",
+    Vote: "member",
+    Urge: "by",
+    Verify: "officer",
+    ConfirmSetAside: "officer",
+    Rectify: "officer",
+    Reclassify: "by",
+    Respond: "officer",
+    Acknowledge: "officer",
+    SubmitPlan: "officer",
+    Regrade: "by",
+    RiskReviewRecord: "by",
+    Resolve: "officer",
+}
+
+
+def actor_named(message: Any) -> str | None:
+    """Who the message says acts, or None when the model has no such field."""
+    field = ACTOR_FIELD.get(type(message))
+    return getattr(message, field) if field else None
+
 
 def all_schemas() -> dict[str, dict[str, Any]]:
     return {name: model.model_json_schema() for name, model in CONTRACT.items()}

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.db_fixtures", "tests.temporal_fixtures", "tests.e2e_fixtures"]
+pytest_plugins = ["tests.org_fixtures", "tests.db_fixtures", "tests.temporal_fixtures", "tests.e2e_fixtures"]

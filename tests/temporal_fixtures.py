@@ -25,7 +25,10 @@ from activities.watch import WatchDelivery
 from activities.db import create_tables, make_engine
 from activities.store import Store
 from contract import search
-from settings import ROOT
+from activities.lent import Lent, lend, take_back
+from security.keys import load_private
+from security.sender import Signer
+from settings import ROOT, get_settings
 from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 
 BIN = Path(sys.executable).parent
@@ -34,12 +37,30 @@ TEST_CALENDAR = ROOT / "tests" / "data" / "calendar"
 TEST_EPOCH = datetime(2099, 1, 5, 2, 0, tzinfo=timezone.utc)
 
 
+def signer() -> Signer:
+    """The test client's signature: the test system key (it may speak for anyone, as data/org.toml's
+    hallflow-cli does); a message naming nobody is the applicant's, or hallflow's own (a rating
+    handed to the watch, the watch's state)."""
+    from contract.org import APPLICANT, SYSTEM_ACTOR
+    from contract.rating import Rating
+    from contract.risk import WatchState
+
+    settings = get_settings()
+    return Signer(
+        load_private(settings.signing_key),
+        lambda value: SYSTEM_ACTOR if isinstance(value, (Rating, WatchState)) else APPLICANT,
+    )
+
+
 @pytest_asyncio.fixture
 async def env():
+    signing = signer()
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter,
         test_server_existing_path=str(BIN / "temporal-test-server"),
+        interceptors=[signing],
     )
+    signing.clock = env.get_current_time  # assertions are judged by the server's (skipped) clock
     await search.ensure_search_attributes(env.client)
     await travel_to(env, TEST_EPOCH)
     try:
@@ -73,11 +94,15 @@ def hall_worker(sqlite_store: Store, catalog):
             CatalogActivities(catalog),
             watch=WatchDelivery(client, task_queue),
         )
-        with ThreadPoolExecutor(max_workers=8) as executor:
-            async with Worker(
-                client, task_queue=task_queue, workflows=WORKFLOWS, interceptors=INTERCEPTORS, activities=activities, activity_executor=executor
-            ):
-                yield task_queue
+        lend(task_queue, Lent(store=store or sqlite_store, key=load_private(get_settings().worker_key)))
+        try:
+            with ThreadPoolExecutor(max_workers=8) as executor:
+                async with Worker(
+                    client, task_queue=task_queue, workflows=WORKFLOWS, interceptors=INTERCEPTORS, activities=activities, activity_executor=executor
+                ):
+                    yield task_queue
+        finally:
+            take_back(task_queue)
 
     return start
 

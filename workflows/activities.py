@@ -12,6 +12,7 @@ from temporalio.common import RetryPolicy
 from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, WorkingDaysRequest
 from contract.case import CaseRegistration
 from contract.matter import Matter
+from contract.org import Directory
 from contract.rating import FeedbackPolicy, Rating, RatingRecord
 from contract.suggestion import PublicationRecord
 from contract.risk import RiskEntry, RiskPolicy
@@ -28,6 +29,13 @@ async def get_matter(code: str) -> Matter | None:
     # A local activity: an in-memory catalog read needs one marker event, not a full activity.
     return await workflow.execute_local_activity(
         "get_matter", code, result_type=Matter | None, summary=f"catalog: {code}", **_LOOKUP
+    )
+
+
+async def org_directory() -> Directory:
+    # Local, like the catalog: the worker's copy from memory, kept in history as one marker.
+    return await workflow.execute_local_activity(
+        "org_directory", result_type=Directory, summary="organisation directory", **_LOOKUP
     )
 
 

@@ -11,25 +11,47 @@ A workflow input that is missing, unreadable or for another workflow id is refus
 workflow's `__init__` (`refuse_input`), which keeps the refusal instead of raising it: the
 workflow object must always be built, or every query of that run fails with an SDK error. The
 guard then fails the run with it at once, and answers every query, Update and signal with it.
+
+Who sent a message comes next (docs/security.md). Before the workflow runs, the guard gives it
+the organisation directory (a local activity, so it is in history) and proves the start; before
+each validator, it proves the Update or signal (workflows/proof.py) and tells the workflow who
+is acting (`self.sender`) and with which key (`self.signed`). Refusals of who may act are
+written to the audit trail: a twin's by the twin, an Update's (which leaves no history) through
+the worker's refusal sink (activities/lent.py).
 """
 
 from typing import Any, Callable, Sequence, TypeVar
 
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
 from temporalio.worker import (
     ExecuteWorkflowInput,
     HandleQueryInput,
     HandleSignalInput,
     HandleUpdateInput,
     Interceptor,
+    SignalExternalWorkflowInput,
     WorkflowInboundInterceptor,
     WorkflowInterceptorClassInput,
+    WorkflowOutboundInterceptor,
 )
 
-from temporalio.exceptions import ApplicationError
-
 with workflow.unsafe.imports_passed_through():
-    from contract.converter import Unreadable, expected, invalid
+    from activities.lent import lent_to
+    from contract.assertion import HEADER, payload_digest
+    from contract.converter import Unreadable, digest_read, expected, invalid
+    from contract.org import APPLICANT, SYSTEM_ACTOR
+    from contract.records import AuditEntry
+    from contract.schemas import actor_named
+    from security.signing import header_value, sign
+    from workflows import activities as act
+    from workflows.authority import refuse_unless, require_active
+    from workflows.proof import SIGNAL_GRACE, prove
+
+# Refusals of who may act: recorded in the audit trail (the rest only answer the sender).
+WHO_MAY = {"Unauthenticated", "Forbidden", "UnknownActor", "NotReviewer", "NotPanelMember"}
 
 M = TypeVar("M")
 
@@ -77,11 +99,75 @@ def check_arguments(kind: str, name: str, args: Sequence[Any]) -> None:
         raise invalid(f"invalid {kind} {name}: got {type(args[0]).__name__}; expected {expected(model)}")
 
 
+def _instance() -> Any:
+    return workflow.instance()
+
+
+def _subject(inst: Any) -> tuple[str, str]:
+    trail = getattr(inst, "_trail", None)
+    if trail is not None:
+        return trail.subject_type, trail.subject_id
+    return workflow.info().workflow_type, workflow.info().workflow_id
+
+
+def _audit_refusal(inst: Any, key: str, message: str, actor: str | None, refusal: ApplicationError) -> AuditEntry:
+    subject_type, subject_id = _subject(inst)
+    info = workflow.info()
+    return AuditEntry(
+        key=key,
+        subject_type=subject_type,
+        subject_id=subject_id,
+        action="refused",
+        actor=(actor or "unknown")[:200] or "unknown",
+        reason=str(refusal.message)[:2000],
+        at=workflow.now(),
+        workflow_id=info.workflow_id,
+        run_id=info.run_id,
+        details={"message": message[:200], "error": refusal.type or "Refused"},
+    )
+
+
+def _prove_message(inst: Any, message: str, value: Any, digest: str | None, headers: Any, *, grace=None) -> None:
+    """Prove `message`, tell the workflow who acts (`sender`) and with which key (`signed`), and
+    refuse an actor the directory does not know or the workflow's rule for it does not allow."""
+    proven = prove(inst.org, headers, message, digest, actor_named(value), now=workflow.now(),
+                   **({"grace": grace} if grace is not None else {}))
+    inst.sender = proven.actor
+    if proven.key_id is not None:
+        inst.signed = {**getattr(inst, "signed", {}), proven.actor: proven.key_id}
+    step = message.removesuffix("_signal") if message != workflow.info().workflow_type else "start"
+    rule = inst.who_may(step, value) if hasattr(inst, "who_may") and value is not None else None
+    if rule is not None:
+        allowed, what = rule
+        refuse_unless(inst.org, workflow.now(), proven.actor, allowed, what)
+    elif proven.actor not in (APPLICANT, SYSTEM_ACTOR) and not inst.org.is_hall(proven.actor):
+        require_active(inst.org, workflow.now(), proven.actor, f"send {step}")
+
+
 class _Inbound(WorkflowInboundInterceptor):
+    def init(self, outbound: WorkflowOutboundInterceptor) -> None:
+        super().init(_Outbound(outbound))
+
     async def execute_workflow(self, input: ExecuteWorkflowInput) -> Any:
         refused = _refused_input()
         if refused is not None:
             raise refused  # fails the run at once: a clear failure in the Web UI, no task retried
+        inst = _instance()
+        value = input.args[0] if input.args else None
+        digest = digest_read(value)  # now: the bytes it was read from are gone after an await
+        inst.org = await act.org_directory()
+        info = workflow.info()
+        if info.parent is not None:
+            inst.sender = SYSTEM_ACTOR  # started by a hallflow workflow (the server says which)
+        else:
+            try:
+                _prove_message(inst, info.workflow_type, value, digest, input.headers)
+            except ApplicationError as refusal:
+                if refusal.type in WHO_MAY:
+                    # Before anything else is written: the refusal is the run's only row.
+                    await act.record_audit(_audit_refusal(inst, f"refused-start:{info.run_id}", info.workflow_type,
+                                                          getattr(inst, "sender", None) or actor_named(value), refusal))
+                raise
         return await super().execute_workflow(input)
 
     async def handle_query(self, input: HandleQueryInput) -> Any:
@@ -95,23 +181,87 @@ class _Inbound(WorkflowInboundInterceptor):
         if refused is not None:
             raise refused
         check_arguments("Update", input.update, input.args)
+        inst = _instance()
+        if getattr(inst, "org", None) is None:
+            return  # sent with the start (update-with-start): proven once the directory is in
+        self._admit(inst, input)
+
+    def _admit(self, inst: Any, input: HandleUpdateInput) -> None:
+        value = input.args[0] if input.args else None
         try:
+            _prove_message(inst, input.update, value, digest_read(value), input.headers)
             super().handle_update_validator(input)
         except ApplicationError as refusal:
+            if refusal.type in WHO_MAY and not workflow.unsafe.is_replaying():
+                lent = lent_to(workflow.info().task_queue)
+                if lent is not None:
+                    actor = getattr(inst, "sender", None) if refusal.type not in ("Unauthenticated",) else None
+                    lent.record(_audit_refusal(inst, f"refused-update:{workflow.info().workflow_id}:{input.id}",
+                                               input.update, actor or actor_named(value), refusal))
             if refusal.non_retryable:
                 raise
             # A refusal stands until the case changes: an SDK's retry must not resend it as is.
             raise ApplicationError(refusal.message, *refusal.details, type=refusal.type, non_retryable=True) from None
 
+    async def handle_update_handler(self, input: HandleUpdateInput) -> Any:
+        inst = _instance()
+        if getattr(inst, "org", None) is None:
+            # Accepted with the start, before the directory was in: proven and validated now
+            # (a refusal fails this Update). Replay reaches the same point with the same state.
+            await workflow.wait_condition(lambda: getattr(inst, "org", None) is not None)
+            self._admit(inst, input)
+        return await super().handle_update_handler(input)
+
     async def handle_signal(self, input: HandleSignalInput) -> None:
+        inst = _instance()
+        twin = getattr(inst, "SIGNAL_TWINS", {}).get(input.signal.removesuffix("_signal"))
         try:
             if _refused_input() is not None:
                 raise _refused_input()  # type: ignore[misc]
             check_arguments("signal", input.signal, input.args)
+            await workflow.wait_condition(lambda: getattr(inst, "org", None) is not None)
+            self._prove_signal(inst, input, twin)
+        except ApplicationError as refusal:
+            if twin is not None and hasattr(inst, "_refuse"):
+                # Recorded like any refused twin: status.refused_signals and the audit trail.
+                await inst._refuse(input.signal, str(refusal.message), refusal.type or "Refused")
+            else:
+                workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "error": refusal.type})
+            return
         except Exception as refusal:  # noqa: BLE001 - never fail the workflow over a signal
             workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "reason": str(refusal)})
             return
         await super().handle_signal(input)
+
+    def _prove_signal(self, inst: Any, input: HandleSignalInput, twin: Any) -> None:
+        args = input.args
+        if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], (list, tuple)):
+            # A dynamic handler (a twin): the raw payloads are at hand; the actor is in the JSON.
+            raws = args[1]
+            first = raws[0].payload if raws and isinstance(raws[0], RawValue) else None
+            digest = payload_digest(first.data if first is not None else b"")
+            try:
+                value = workflow.payload_converter().from_payload(first, twin[0]) if twin and first else None
+            except Exception:  # noqa: BLE001 - the twin refuses it as InvalidPayload itself
+                value = None
+        else:
+            value = args[0] if args else None
+            digest = digest_read(value) if args else payload_digest(b"")
+        _prove_message(inst, input.signal, value, digest, input.headers, grace=SIGNAL_GRACE)
+
+
+class _Outbound(WorkflowOutboundInterceptor):
+    def signal_external_workflow(self, input: SignalExternalWorkflowInput):  # type: ignore[override]
+        # What one workflow tells another is signed with the worker's key, as any sender's is.
+        lent = lent_to(workflow.info().task_queue)
+        if lent is not None and lent.key is not None:
+            payloads = workflow.payload_converter().to_payloads(list(input.args))
+            data = payloads[0].data if payloads else b""
+            assertion = sign(lent.key, actor=SYSTEM_ACTOR, workflow_id=input.workflow_id, message=input.signal,
+                             payload=data, now=workflow.now())
+            header = Payload(metadata={"encoding": b"json/plain"}, data=header_value(assertion).encode())
+            input.headers = {**input.headers, HEADER: header}
+        return super().signal_external_workflow(input)
 
 
 class ContractGuard(Interceptor):

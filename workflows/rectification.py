@@ -12,7 +12,9 @@ to the department head when missed, and stays open until done: nothing closes si
 is 100% rectification).
 """
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -33,6 +35,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.feedback import chase, deadline, overdue_flags, show_day
     from workflows.trail import SYSTEM, Trail
     from workflows.guard import refuse_input
+    from contract.org import SYSTEM_ACTOR
+    from workflows.authority import department_people
+    from workflows.governed import Governed
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -42,7 +47,7 @@ STEP_NAMES = {"call-back": "回访核实", "set-aside confirmation": "恶意差�
 
 
 @workflow.defn(name="RectificationWorkflow")
-class RectificationWorkflow(SignalTwins):
+class RectificationWorkflow(SignalTwins, Governed):
     @workflow.init
     def __init__(self, order: RectificationOrder | Unreadable | None = None) -> None:
         self.refused_input = refuse_input(order, RectificationOrder, lambda o: rectification_workflow_id(o.case_no))
@@ -200,6 +205,15 @@ class RectificationWorkflow(SignalTwins):
                 f"{update} is accepted only while {stage.value}",
                 type="WrongStage",
             )
+
+    def who_may(self, message: str, req: Any) -> tuple[Iterable[str], str] | None:
+        """Only hallflow opens a rectification (a bad review); the responsible department verifies,
+        confirms a set-aside (a second officer: the validator) and rectifies."""
+        assert self.org is not None
+        if message == "start":
+            return [SYSTEM_ACTOR], "open a rectification (hallflow does, for every bad review)"
+        dept = self._order.department
+        return department_people(self.org, workflow.now(), dept), f"{message} a bad review owned by {dept}"
 
     SIGNAL_TWINS = {
         "verify": (Verify, _check_verify),

@@ -7,7 +7,9 @@ step's clock under the new level; the step stays required. `regrade` changes the
 step's clock restarts under it). Closing: `review` (复盘), then `resolve`.
 """
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -35,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.feedback import deadline
     from workflows.trail import SYSTEM, Trail
     from workflows.guard import refuse_input
+    from workflows.authority import risk_people
+    from workflows.governed import Governed
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -42,7 +46,7 @@ LAST_EVENTS = 10
 
 
 @workflow.defn(name="RiskWorkflow")
-class RiskWorkflow(SignalTwins):
+class RiskWorkflow(SignalTwins, Governed):
     @workflow.init
     def __init__(self, report: RiskReport | Unreadable | None = None) -> None:
         self.refused_input = refuse_input(report, RiskReport, lambda r: risk_workflow_id(r.risk_no))
@@ -282,6 +286,19 @@ class RiskWorkflow(SignalTwins):
                 f"{update} is accepted only while {state.value}",
                 type="WrongStage",
             )
+
+    def who_may(self, message: str, req: Any) -> tuple[Iterable[str], str] | None:
+        """Any officer may register a risk; its owner, the owner's head and every rank a missed step
+        has reached act on it."""
+        assert self.org is not None
+        if message == "start":
+            return None  # any officer in post (or hallflow: the watch, an overdue case)
+        r, now = self._report, workflow.now()
+        reached: list[str] = []
+        if self._policy is not None and self._entry is not None:
+            chain = self._policy.escalation_chain(r.responsible_department)
+            reached = chain[: min(self._entry.escalations, len(chain))]
+        return risk_people(self.org, now, r.owner, r.responsible_department, reached), f"{message} risk {r.risk_no}"
 
     SIGNAL_TWINS = {
         "acknowledge": (Acknowledge, _check_acknowledge),

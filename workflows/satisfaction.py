@@ -8,6 +8,8 @@ before its history grows large, carrying the window.
 
 from datetime import timedelta
 
+from typing import Any
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -16,6 +18,8 @@ with workflow.unsafe.imports_passed_through():
     from contract.risk import Level, RiskPolicy, RiskReport, WatchState, WatchStatus, risk_workflow_id
     from workflows import activities as act
     from workflows.detached import start_detached
+    from contract.org import SYSTEM_ACTOR
+    from workflows.governed import Governed
     from workflows.guard import refuse_input
     from workflows.trail import SYSTEM, Trail
 
@@ -25,7 +29,7 @@ def watch_workflow_id(department: str) -> str:
 
 
 @workflow.defn(name="SatisfactionWatchWorkflow")
-class SatisfactionWatchWorkflow:
+class SatisfactionWatchWorkflow(Governed):
     @workflow.init
     def __init__(self, state: WatchState | Unreadable | None = None) -> None:
         self.refused_input = refuse_input(state, WatchState, lambda w: watch_workflow_id(w.department))
@@ -100,6 +104,10 @@ class SatisfactionWatchWorkflow:
         )
         state.open_risk = risk_no
         await trail.record("emergency_started", SYSTEM, details={**details, "risk_no": risk_no})
+
+    def who_may(self, message: str, req: Any) -> tuple[list[str], str] | None:
+        # Ratings come from cases, risk closures from risks: hallflow's own messages only.
+        return [SYSTEM_ACTOR], f"send {message} to the satisfaction watch (hallflow does)"
 
     @workflow.signal(name="rating")
     def rating(self, rating: Rating) -> None:

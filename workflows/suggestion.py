@@ -7,7 +7,9 @@ and the suggestion stays open until answered. Every answer says adopted or not, 
 with its reason; the answer is published (采纳公示) without the submitter, who is told.
 """
 
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -31,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.feedback import chase, deadline, overdue_flags, show_day
     from workflows.trail import SYSTEM, Trail
     from workflows.guard import refuse_input
+    from contract.org import Role
+    from workflows.authority import department_people
+    from workflows.governed import Governed
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
 
@@ -38,7 +43,7 @@ LAST_EVENTS = 10
 
 
 @workflow.defn(name="SuggestionWorkflow")
-class SuggestionWorkflow(SignalTwins):
+class SuggestionWorkflow(SignalTwins, Governed):
     @workflow.init
     def __init__(self, suggestion: Suggestion | Unreadable | None = None) -> None:
         self.refused_input = refuse_input(suggestion, Suggestion, lambda s: suggestion_workflow_id(s.suggestion_no))
@@ -196,6 +201,16 @@ class SuggestionWorkflow(SignalTwins):
                 f"suggestion {self._s.suggestion_no} has been answered: {update} is accepted only while it is open",
                 type="WrongStage",
             )
+
+    def who_may(self, message: str, req: Any) -> tuple[Iterable[str], str] | None:
+        """The public submits (through a portal or a hall); the responsible department answers and
+        reclassifies."""
+        assert self.org is not None
+        if message == "start":
+            return None  # the public (through a portal's or hall's key), or any officer in post
+        dept = self._s.department
+        people = department_people(self.org, workflow.now(), dept) + self.org.with_role(Role.COORDINATOR, workflow.now(), department=dept)
+        return people, f"{message} suggestion {self._s.suggestion_no} (for {dept})"
 
     SIGNAL_TWINS = {
         "reclassify": (Reclassify, _check_reclassify),

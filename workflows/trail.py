@@ -48,6 +48,8 @@ class Trail:
             workflow_id=info.workflow_id,
             run_id=info.run_id,
             details=details or {},
+            # The key that signed the message this row records (the guard proved it), if any.
+            signed_with=getattr(workflow.instance(), "signed", {}).get(actor),
         )
         row = self.row(entry)  # what the subject looks like now, not once the lock is free
         async with self._lock:

@@ -33,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import activities as act
     from workflows import notices
     from workflows.approval import Tally, consultations_settled, disagreements
+    from workflows.authority import require_active
     from workflows.clock import end_of_day, local_date, wait_until
     from workflows.trail import SYSTEM
 
@@ -107,7 +108,10 @@ class RoutePhase:
 
     async def _comprehensive_review(self, matter: Matter) -> Review | None:
         """综合研判 by one reviewer: approve, return for correction (clock paused) or reject."""
-        self._reviewer = self._reviewer or matter.reviewers[0]
+        # The first reviewer still in post; if all have left, the first (to be transferred).
+        assert self.org is not None
+        present = [r for r in matter.reviewers if self.org.active(r, workflow.now()) is not None]
+        self._reviewer = self._reviewer or (present or matter.reviewers)[0]
         while True:
             against = [c.department for c in disagreements(self._consultations)]
             await self._enter(
@@ -301,8 +305,8 @@ class RoutePhase:
         assert self._matter is not None
         if self._review_taken():
             raise ApplicationError("a review decision for this case is already being applied", type="AlreadyDecided")
-        if req.by != self._reviewer:
-            raise ApplicationError(f"only the assigned reviewer {self._reviewer} may transfer this case", type="NotReviewer")
+        # Who may transfer (the reviewer, the lead department's head, a hall supervisor: a case
+        # assigned to someone who left) is the guard's check (who_may).
         if req.to_reviewer not in self._matter.reviewers:
             raise ApplicationError(
                 f"{req.to_reviewer} may not review matter {self._matter.code}; allowed: {self._matter.reviewers}",
@@ -310,6 +314,8 @@ class RoutePhase:
             )
         if req.to_reviewer == self._reviewer:
             raise ApplicationError(f"the case is already assigned to {req.to_reviewer}", type="NotReviewer")
+        assert self.org is not None
+        require_active(self.org, workflow.now(), req.to_reviewer, f"review matter {self._matter.code}")
 
     @workflow.update(name="resubmit")
     async def resubmit(self, req: Resubmit) -> CaseStatus:

@@ -12,6 +12,7 @@ This module holds the case's state, its `status` and the bookkeeping every phase
 """
 
 import asyncio
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.case.route import RoutePhase
     from workflows.case.trail import CaseTrail
     from workflows.clock import CaseClock, local_date
+    from contract.org import APPLICANT, Role
+    from workflows.authority import department_people, hall_people
+    from workflows.governed import Governed
     from workflows.guard import refuse_input
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
@@ -43,7 +47,7 @@ LAST_EVENTS = 10
 
 
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins):
+class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins, Governed):
     @workflow.init
     def __init__(self, app: CaseApplication | Unreadable | None = None) -> None:
         self.refused_input = refuse_input(app, CaseApplication, lambda a: case_workflow_id(a.case_no))
@@ -102,6 +106,26 @@ class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins)
         await workflow.wait_condition(workflow.all_handlers_finished)
         assert self._outcome is not None
         return self._outcome
+
+    def who_may(self, message: str, req: Any) -> tuple[Iterable[str], str] | None:
+        """The seed's rule per step: the hall's own clerks accept; the applicant or the hall hands in,
+        resubmits and withdraws; a consulted department answers through its own officers."""
+        assert self.org is not None
+        org, now, hall, case = self.org, workflow.now(), self._app.hall, self._app.case_no
+        people = hall_people(org, now, hall)
+        if message == "start":
+            return org.with_role(Role.CLERK, now, hall=hall), f"accept cases at {hall}"
+        if message in ("supplement_materials", "resubmit", "withdraw", "rate"):
+            return [APPLICANT, *people], f"{message} for case {case} (the applicant, or {hall} for them)"
+        if message == "urge":
+            return [APPLICANT, hall, *people], f"urge case {case}"
+        if message == "department_opinion":
+            return department_people(org, now, req.department), f"give {req.department}'s opinion"
+        if message == "transfer":
+            lead = self._matter.lead_department if self._matter else ""
+            heads = org.with_role(Role.HEAD, now, department=lead) + org.with_role(Role.SUPERVISOR, now, hall=hall)
+            return [*([self._reviewer] if self._reviewer else []), *heads], f"transfer the review of case {case}"
+        return None  # review and vote: the catalog names who (the assigned reviewer, the panel)
 
     # Every Update is also the signal `<update>_signal` (workflows/twins.py).
     SIGNAL_TWINS = {
