@@ -1,23 +1,28 @@
-"""Signal twins end to end: an integrator sends every `<update>_signal` with the `temporal` CLI while
-no worker runs (a redeploy); the server keeps them, and once worker.py is back each is applied as
-its Update would be, or refused into `status.refused_signals` without harming the workflow."""
+"""Signal twins end to end: an integrator sends every `<update>_signal`, signed, while no worker
+runs (a redeploy); the server keeps them, and once worker.py is back each is applied as its Update
+would be, or refused into `status.refused_signals` without harming the workflow.
+
+They go as plain JSON from a signing client (security/sender.py), not the `temporal` CLI: the CLI
+(1.9.1) takes `--headers` on `workflow signal` but does not send them (tests/test_e2e_signing.py)."""
 
 import asyncio
-import json
-import os
-import subprocess
 import time
 
 import pytest
+from temporalio.client import Client
 
 from activities.catalog import load_catalog
 from contract.approval import Review
 from contract.case import CaseStage, case_workflow_id
+from contract.converter import data_converter
+from contract.org import APPLICANT
 from contract.rating import Rate, Verify
-from contract.risk import Acknowledge, SubmitPlan
-from settings import ROOT
+from contract.risk import Acknowledge, RiskReport, SubmitPlan, risk_workflow_id
+from contract.schemas import ACTOR_FIELD
+from security.keys import load_private
+from security.sender import Signer
+from settings import ROOT, get_settings
 from tests.builders import application
-from tests.temporal_fixtures import BIN
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
 from workflows.risk import RiskWorkflow
@@ -40,8 +45,25 @@ async def until(check, timeout: float = 30.0):
         await asyncio.sleep(0.2)
 
 
+ACTOR_KEYS = set(ACTOR_FIELD.values())
+
+
+def signing_client(dev_server, nobody_named: str = APPLICANT) -> Client:
+    """The dev server's client, signing each message with the session's system key for the actor
+    it names (a twin's JSON as the worker reads it: ACTOR_FIELD), else for `nobody_named`."""
+
+    def named(value) -> str:
+        if isinstance(value, dict):
+            return next((value[k] for k in ACTOR_KEYS if k in value), nobody_named)
+        return nobody_named
+
+    signer = Signer(load_private(get_settings().signing_key), named)
+    plain = dev_server.client
+    return Client(plain.service_client, namespace=plain.namespace, data_converter=data_converter, interceptors=[signer])
+
+
 async def test_every_signal_twin_sent_while_the_worker_is_down_is_applied_once_it_is_back(hall, dev_server):
-    client = dev_server.client
+    client = signing_client(dev_server)
     run = time.time_ns()
 
     async def case(matter: str, without=(), signed=False):
@@ -80,9 +102,11 @@ async def test_every_signal_twin_sent_while_the_worker_is_down_is_applied_once_i
         assert hall("feedback", "suggest", "--no", no, "--submitter-id", "c-tw", "--topic", "t", "--content", "c",
                     "--department", "market-regulation").returncode == 0
     risks = [f"TW-{run}-R{n}" for n in (1, 2, 3)]
+    reporter = signing_client(dev_server, nobody_named="officer-li")  # an officer registers a risk
     for no in risks:
-        assert hall("risk", "report", "--no", no, "--type", "social", "--title", "queue", "--probability", "0.5",
-                    "--impact", "medium", "--department", "market-regulation", "--owner", "officer-li").returncode == 0
+        report = RiskReport(risk_no=no, source="manual", type="social", title="queue", probability=0.5, impact="medium",
+                            responsible_department="market-regulation", owner="officer-li")
+        await reporter.start_workflow(RiskWorkflow.run, report, id=risk_workflow_id(no), task_queue="hallflow")
     r1, r2, r3 = (client.get_workflow_handle(f"risk-{no}") for no in risks)
     for handle in (r2, r3):
         await until(lambda: handle.query(RiskWorkflow.status))
@@ -100,39 +124,36 @@ async def test_every_signal_twin_sent_while_the_worker_is_down_is_applied_once_i
     await until(lambda: r1.query(RiskWorkflow.status))
     department = CATALOG["real-estate-registration"].consult[0].department
 
-    # ---- the redeploy: no worker; every twin goes in through the CLI -------------------------
+    # ---- the redeploy: no worker; every twin goes in, signed, as the JSON an integrator sends --
     hall.stop_worker()
     twins = [
         (f"case-{deferred_no}", "supplement_materials_signal", {"materials": ["household-register"], "submitted_by": "clerk-02"}),
         (f"case-{deferred_no}", "transfer_signal", {"by": "officer-huang", "to_reviewer": "officer-lin", "reason": "leave"}),
         (f"case-{deferred_no}", "review_signal", {"reviewer": "officer-lin", "decision": "approve", "opinion": "ok"}),
-        (f"case-{consulting_no}", "department_opinion_signal", {"department": department, "officer": "o-1", "agree": True}),
+        # Refused: an officer of another department may not give this one's opinion (Forbidden).
+        (f"case-{consulting_no}", "department_opinion_signal", {"department": department, "officer": "officer-li", "agree": False,
+                                                                 "opinion": "not ours to say"}),
+        (f"case-{consulting_no}", "department_opinion_signal", {"department": department, "officer": "tax-01", "agree": True}),
         (f"case-{returned_no}", "resubmit_signal", {"materials": [], "note": "stamped", "submitted_by": "applicant"}),
         (f"case-{panel_no}", "vote_signal", {"member": "officer-zhao", "choice": "approve"}),
-        (f"case-{panel_no}", "vote_signal", {"member": "officer-x", "choice": "approve"}),  # refused
+        (f"case-{panel_no}", "vote_signal", {"member": "officer-wang", "choice": "approve"}),  # refused: not on the panel
         (f"case-{panel_no}", "urge_signal", {"by": "hall-central", "note": "asked at the window"}),
         (f"case-{leaving_no}", "withdraw_signal", {"reason": "moved away", "requested_by": "applicant"}),
         (f"case-{rated_no}", "rate_signal", {"score": 5, "channel": "app"}),
         (f"rectification-{bad[0][0]}", "verify_signal", {"officer": "officer-fund-1", "finding": "queue"}),
         (f"rectification-{bad[1][0]}", "rectify_signal", {"officer": "officer-fund-1", "action": "a", "reply": "r"}),
         (f"rectification-{bad[2][0]}", "confirm_set_aside_signal", {"officer": "officer-fund-2", "reason": "abuse"}),
-        (f"suggestion-{suggestions[0]}", "reclassify_signal", {"complexity": "complex", "reason": "law", "by": "o-1"}),
+        (f"suggestion-{suggestions[0]}", "reclassify_signal", {"complexity": "complex", "reason": "law", "by": "officer-li"}),
         (f"suggestion-{suggestions[1]}", "respond_signal",
-         {"department": "market-regulation", "officer": "o-1", "adopted": True, "measures": "seats"}),
+         {"department": "market-regulation", "officer": "officer-li", "adopted": True, "measures": "seats"}),
         (f"risk-{risks[0]}", "acknowledge_signal", {"officer": "officer-li", "group": "g1"}),
         (f"risk-{risks[0]}", "regrade_signal", {"level": "red", "reason": "crowd grew", "by": "officer-li"}),
         (f"risk-{risks[1]}", "submit_plan_signal", {"officer": "officer-li", "plan": "p", "due": "2030-01-01T18:00:00+08:00"}),
         (f"risk-{risks[2]}", "review_signal", {"by": "officer-li", "cause": "c", "what_worked": "w", "what_changes": "x"}),
         (f"risk-{risks[2]}", "resolve_signal", {"officer": "officer-li", "summary": "cleared"}),
     ]
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host}
     for workflow_id, name, payload in twins:
-        sent = subprocess.run(
-            ["temporal", "workflow", "signal", "--workflow-id", workflow_id, "--name", name, "--input", json.dumps(payload)],
-            env=env, capture_output=True, text=True, timeout=60,
-        )
-        assert sent.returncode == 0, f"{name}: {sent.stderr}"
+        await client.get_workflow_handle(workflow_id).signal(name, payload)
     names = {name.removesuffix("_signal") for _, name, _ in twins}
     assert names == {
         "supplement_materials", "transfer", "review", "department_opinion", "resubmit", "vote", "urge", "withdraw",
@@ -146,6 +167,8 @@ async def test_every_signal_twin_sent_while_the_worker_is_down_is_applied_once_i
     assert done.reviewer == "officer-lin" and done.missing_materials == []
     opinion = await until(lambda: _check(consulting, lambda s: s.consultations[0].state != "pending"))
     assert [c.state for c in opinion.consultations if c.department == department] == ["agreed"]
+    assert [(r.signal, r.error) for r in opinion.refused_signals] == [("department_opinion_signal", "Forbidden")]
+    assert "officer-li may not give" in opinion.refused_signals[0].reason
     assert await stage(returned, "awaiting_review")
     voted = await until(lambda: _check(panel, lambda s: s.refused_signals and any(e.action == "urged" for e in s.last_events)))
     assert [v.member for v in voted.votes] == ["officer-zhao"]
@@ -167,6 +190,8 @@ async def test_every_signal_twin_sent_while_the_worker_is_down_is_applied_once_i
     assert await until(lambda: _risk_state(r3, "resolved"))
     refusals = [e for e in hall.store.audit_trail("case", panel_no) if e.action == "signal_refused"]
     assert [(e.actor, e.details["error"]) for e in refusals] == [("signal", "NotPanelMember")]
+    refusals = [e for e in hall.store.audit_trail("case", consulting_no) if e.action == "signal_refused"]
+    assert [(e.actor, e.details["error"]) for e in refusals] == [("signal", "Forbidden")]
 
 
 async def _check(handle, check, query=CaseWorkflow.status):
@@ -207,14 +232,14 @@ async def test_every_history_this_dev_server_holds_replays_under_todays_code(dev
     server wrote (update-with-start, twins, children, summaries) for every workflow type here."""
     from temporalio.worker import Replayer
 
-    from contract.converter import data_converter
-    from worker import WORKFLOWS
+    from worker import INTERCEPTORS, WORKFLOWS
 
     client = dev_server.client
     types = set()
     async for wf in client.list_workflows():
         types.add(wf.workflow_type)
     assert {"CaseWorkflow", "RectificationWorkflow", "SuggestionWorkflow", "RiskWorkflow"} <= types
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter)
+    # The guard loads the directory (a local activity) and proves each message: replay runs it too.
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=data_converter, interceptors=INTERCEPTORS)
     results = await replayer.replay_workflows(client.list_workflows().map_histories(), raise_on_replay_failure=False)
     assert results.replay_failures == {}
