@@ -98,7 +98,10 @@ async def test_every_refusal_is_non_retryable(env, hall_worker, catalog):
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, application(catalog["enterprise-opening"]), tq)
         await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
-        not_reviewer = handle.execute_update(CaseWorkflow.review, Review(reviewer="officer-nobody", decision="approve"))
+        # officer-wang may review this matter, but the case is assigned to officer-li.
+        not_reviewer = handle.execute_update(CaseWorkflow.review, Review(reviewer="officer-wang", decision="approve"))
         assert await refused(not_reviewer) == ("NotReviewer", True)
+        stranger = handle.execute_update(CaseWorkflow.review, Review(reviewer="officer-nobody", decision="approve"))
+        assert await refused(stranger) == ("UnknownActor", True)  # not in the directory: refused first
         assert await refused(handle.execute_update(CaseWorkflow.vote, Vote(member="officer-zhao", choice="approve"))) == (
             "WrongStage", True)

@@ -61,8 +61,19 @@ async def _consulting(env, hall_worker_tq, catalog, **kwargs):
     return app, handle
 
 
+# Who answers for each department (data/org.toml): an officer of that department.
+OFFICER_OF = {
+    "development-reform": "drc-01",
+    "natural-resources": "nr-01",
+    "ecology-environment": "eco-01",
+    "fire-rescue": "fire-01",
+    "civil-air-defense": "cad-01",
+    "taxation": "tax-01",
+}
+
+
 def _opinion(department: str, agree: bool = True, opinion: str = "") -> DepartmentOpinion:
-    return DepartmentOpinion(department=department, officer=f"officer-of-{department}", agree=agree, opinion=opinion)
+    return DepartmentOpinion(department=department, officer=OFFICER_OF[department], agree=agree, opinion=opinion)
 
 
 def _actions(store, case_no: str) -> list[str]:
@@ -149,7 +160,7 @@ async def test_departments_are_consulted_at_once_each_with_its_own_working_day_d
     assert all(c.state == OpinionState.AGREED for c in review.consultations)
     opinions = _audit(sqlite_store, app.case_no, "department_opinion")
     assert {e.details["department"]: (e.actor, e.details["agree"]) for e in opinions} == {
-        d: (f"officer-of-{d}", True) for d in OPINION_DUE
+        d: (OFFICER_OF[d], True) for d in OPINION_DUE
     }
     review_requested = _audit(sqlite_store, app.case_no, "review_requested")[0]
     assert review_requested.details["reviewer"] == "officer-xu"
@@ -179,7 +190,7 @@ async def test_a_disagreeing_department_is_put_before_the_reviewer(env, hall_wor
     assert status.stage == CaseStage.AWAITING_REVIEW
     against = {c.department: c for c in status.consultations}["natural-resources"]
     assert against.state == OpinionState.DISAGREED
-    assert against.officer == "officer-of-natural-resources" and against.opinion == "用地范围与规划许可不符"
+    assert against.officer == "nr-01" and against.opinion == "用地范围与规划许可不符"
     opinion = [e for e in _audit(sqlite_store, app.case_no, "department_opinion") if not e.details["agree"]]
     assert len(opinion) == 1 and opinion[0].reason == "用地范围与规划许可不符"
     review_requested = _audit(sqlite_store, app.case_no, "review_requested")[0]
@@ -461,7 +472,7 @@ async def test_refused_opinions_leave_no_trace_in_history(env, hall_worker, cata
         app, handle = await _consulting(env, tq, catalog)
         not_asked = await _refusal(handle, CaseWorkflow.department_opinion, _opinion("taxation"))
         no_reasons = await _refusal(
-            handle, "department_opinion", {"department": "fire-rescue", "officer": "officer-f", "agree": False}
+            handle, "department_opinion", {"department": "fire-rescue", "officer": "fire-01", "agree": False}
         )
         assert await _accepted_updates(handle) == 0
         await handle.execute_update(CaseWorkflow.department_opinion, _opinion("fire-rescue"))
