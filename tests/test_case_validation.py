@@ -28,12 +28,12 @@ async def test_supplement_refuses_unknown_and_unawaited_materials(env, hall_work
         handle = await start_case(env.client, app, tq)
         await wait_status(handle, lambda s: s.stage == CaseStage.CONSULTING)
         unknown = await _refusal(
-            handle, CaseWorkflow.supplement_materials, SupplementMaterials(materials=["passport"], submitted_by="clerk")
+            handle, CaseWorkflow.supplement_materials, SupplementMaterials(materials=["passport"], submitted_by="clerk-01")
         )
         already = await _refusal(
             handle,
             CaseWorkflow.supplement_materials,
-            SupplementMaterials(materials=["registration-application"], submitted_by="clerk"),
+            SupplementMaterials(materials=["registration-application"], submitted_by="clerk-01"),
         )
         accepted = await _accepted_updates(handle)
 
@@ -48,7 +48,7 @@ async def test_supplement_is_refused_when_nothing_is_deferred(env, hall_worker, 
         handle = await start_case(env.client, app, tq)
         await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
         message = await _refusal(
-            handle, CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="x")
+            handle, CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="applicant")
         )
     assert "awaiting_review" in message and "missing_materials" in message
 
@@ -63,7 +63,7 @@ async def test_malformed_payloads_are_refused_with_the_field_named(env, hall_wor
         with pytest.raises(WorkflowUpdateFailedError) as missing_field:
             await handle.execute_update("withdraw", {"reason": "moving"})
         with pytest.raises(WorkflowUpdateFailedError) as extra_field:
-            await handle.execute_update("withdraw", {"reason": "moving", "requested_by": "a", "why": "x"})
+            await handle.execute_update("withdraw", {"reason": "moving", "requested_by": "applicant", "why": "x"})
         assert await _accepted_updates(handle) == 0
         # The workflow is unharmed and still takes a good request.
         outcome = await handle.execute_update(CaseWorkflow.withdraw, Withdraw(reason="moving", requested_by="applicant"))
