@@ -34,6 +34,17 @@ def end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), SHANGHAI)
 
 
+# Who answers for each consulted department (data/org.toml): an officer of that department.
+OFFICER_OF = {
+    "development-reform": "drc-01",
+    "natural-resources": "nr-01",
+    "ecology-environment": "eco-01",
+    "fire-rescue": "fire-01",
+    "civil-air-defense": "cad-01",
+    "taxation": "tax-01",
+}
+
+
 # enterprise-opening: voting_days 1 -> the vote closes Tue 01-06 24:00.
 ENTERPRISE_VOTE_CLOSES = end_of(date(2099, 1, 6))
 # real-estate-registration: voting_days 2 -> Wed 01-07 24:00 (promised 5 days: Mon 01-12 24:00).
@@ -54,7 +65,7 @@ async def _to_panel(env, tq, matter, reviewer: str | None = None):
         for c in matter.consult:
             await handle.execute_update(
                 CaseWorkflow.department_opinion,
-                DepartmentOpinion(department=c.department, officer=f"officer-of-{c.department}", agree=True),
+                DepartmentOpinion(department=c.department, officer=OFFICER_OF[c.department], agree=True),
             )
     status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
     assert status.stage == CaseStage.AWAITING_REVIEW, status
@@ -293,7 +304,8 @@ async def test_a_member_votes_once_and_may_change_the_vote_until_it_closes(env, 
         await wait_status(handle, lambda s: s.stage == CaseStage.IN_PANEL)
 
         reviewer = await _refusal(handle, "officer-li")  # did the review, is not on the panel
-        stranger = await _refusal(handle, "officer-nobody")
+        outsider = await _refusal(handle, "officer-wang")  # a reviewer of the matter, not on the panel
+        stranger = await _refusal(handle, "officer-nobody")  # not in the directory at all
         await _vote(handle, "officer-zhao", "approve", "同意")
         again = await _refusal(handle, "officer-zhao", "approve")
         changed = await _vote(handle, "officer-zhao", "reject", "复核发现章程未载明出资期限")
@@ -307,8 +319,9 @@ async def test_a_member_votes_once_and_may_change_the_vote_until_it_closes(env, 
         await _ended(handle)
         outcome = await handle.result()
 
-    assert reviewer.type == "NotPanelMember" and stranger.type == "NotPanelMember"
-    assert "officer-zhao" in str(stranger)  # the refusal lists who is on the panel
+    assert reviewer.type == "NotPanelMember" and outsider.type == "NotPanelMember"
+    assert "officer-zhao" in str(outsider)  # the refusal lists who is on the panel
+    assert stranger.type == "UnknownActor"  # refused before the panel is looked at (docs/security.md)
     assert again.type == "AlreadyVoted"
     assert [(v.member, v.choice, v.changed) for v in changed.votes] == [("officer-zhao", "reject", True)]
     # The changed vote is the one counted: 2 for, 1 against.
