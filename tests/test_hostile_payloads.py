@@ -29,13 +29,15 @@ def raw(encoding: bytes | None, data: bytes) -> RawValue:
     return RawValue(Payload(metadata={"encoding": encoding} if encoding else {}, data=data))
 
 
+# The test client signs these for the applicant (tests/temporal_fixtures.py), and a payload
+# that can be read names them too: what is wrong is the encoding or the count, not who sent it.
 HOSTILE = {
     "null": [raw(b"binary/null", b"")],
     "bytes": [raw(b"binary/plain", b"\x00\x01urge")],
-    "protobuf": [raw(b"json/protobuf", b'{"by": "hall-central"}')],
-    "no encoding": [raw(None, b'{"by": "hall-central"}')],
+    "protobuf": [raw(b"json/protobuf", b'{"by": "applicant"}')],
+    "no encoding": [raw(None, b'{"by": "applicant"}')],
     "no argument": [],
-    "two arguments": [raw(b"json/plain", b'{"by": "hall-central"}'), raw(b"json/plain", b'{"by": "x"}')],
+    "two arguments": [raw(b"json/plain", b'{"by": "applicant"}'), raw(b"json/plain", b'{"by": "applicant"}')],
     "a JSON string": [raw(b"json/plain", b'"approve"')],
 }
 UPDATES = ["urge", "withdraw", "review", "supplement_materials", "rate"]
