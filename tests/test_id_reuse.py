@@ -11,10 +11,11 @@ from tests.temporal_fixtures import BIN
 
 
 def documented_case_start() -> str:
-    """The first CLI example that starts a CaseWorkflow, as integrators copy it."""
+    """The first CLI example that starts a CaseWorkflow, as integrators copy it: the application in
+    a shell variable, then the start, signed by `starter.py sign` for the clerk."""
     doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
     blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
-    return next(b for b in blocks if b.startswith("temporal workflow start") and "--type CaseWorkflow" in b)
+    return next(b for b in blocks if re.search(r"^temporal workflow start .*--type CaseWorkflow", b, re.M))
 
 
 def test_the_documented_start_refuses_a_second_start_of_the_same_case(dev_server):
@@ -28,7 +29,8 @@ def test_the_documented_start_refuses_a_second_start_of_the_same_case(dev_server
     }
 
     def run(command: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", "-c", command], env=env, capture_output=True, text=True, timeout=60)
+        # From the repository root, as the doc's examples run (`python starter.py sign`).
+        return subprocess.run(["bash", "-c", command], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
     first = run(mine)
     assert first.returncode == 0, first.stderr
