@@ -141,7 +141,7 @@ async def test_blue_counts_working_days_and_regrade_restarts_the_open_step_under
         )
         red = await wait_status(handle, lambda s: s.due_at and s.due_at < opened.due_at, query=RiskWorkflow.status)
         with pytest.raises(WorkflowUpdateFailedError) as unchanged:
-            await handle.execute_update(RiskWorkflow.regrade, Regrade(level=Level.RED, reason="again", by="x"))
+            await handle.execute_update(RiskWorkflow.regrade, Regrade(level=Level.RED, reason="again", by="officer-li"))
 
     # Blue: acknowledge within 3 working days: Tue, Wed, Thu 01-08 24:00.
     assert opened.entry.level == Level.BLUE and opened.due_at == datetime(2099, 1, 8, 16, tzinfo=timezone.utc)
