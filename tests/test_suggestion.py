@@ -95,7 +95,7 @@ async def test_reclassify_recomputes_the_deadline_from_the_original_submission(e
         moved = await handle.execute_update(
             SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="needs a staffing study", by="coordinator-1")
         )
-        same = await _refusal(handle, SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="x", by="c"))
+        same = await _refusal(handle, SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="x", by="coordinator-1"))
         desc = await handle.describe()
 
     assert moved.complexity == "complex" and moved.due_at == COMPLEX_DUE
@@ -151,13 +151,19 @@ async def test_non_adoption_without_reason_and_the_wrong_department_are_refused(
             await handle.execute_update(
                 "respond", {"department": "natural-resources", "officer": "officer-zhou", "adopted": False}
             )
+        # An officer of natural-resources answering in taxation's name: the suggestion's own check.
         other = await _refusal(
-            handle, SuggestionWorkflow.respond, Respond(department="taxation", officer="t", adopted=True)
+            handle, SuggestionWorkflow.respond, Respond(department="taxation", officer="officer-zhou", adopted=True)
+        )
+        # taxation's own officer: the directory does not let them answer for natural-resources.
+        outsider = await _refusal(
+            handle, SuggestionWorkflow.respond, Respond(department="taxation", officer="tax-01", adopted=True)
         )
         history = await handle.fetch_history()
 
     assert "reason" in str(no_reason.value.cause)
     assert "for natural-resources to answer, not taxation" in other
+    assert outsider.startswith("Forbidden") and "tax-01 may not respond" in outsider
     accepted = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
     assert accepted == []
 
@@ -284,7 +290,7 @@ async def test_an_answer_while_a_reclassification_is_being_applied_is_refused_th
             handle, _ = await _start(env, tq, suggestion())
             reclassifying = asyncio.create_task(
                 handle.execute_update(
-                    SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="staffing study", by="c-1")
+                    SuggestionWorkflow.reclassify, Reclassify(complexity="complex", reason="staffing study", by="coordinator-1")
                 )
             )
             await eventually(lambda: calendar.asked == 2)  # the new deadline is being computed
