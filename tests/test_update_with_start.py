@@ -29,13 +29,14 @@ def _with_start(app, task_queue):
 
 async def test_materials_sent_with_the_start_count_at_acceptance(env, hall_worker, catalog, sqlite_store):
     # Without residence-proof and without a signed commitment the case could not be accepted;
-    # the e-document system sends it with the start, so the case is accepted complete.
+    # the e-document system sends it with the start for the applicant (its key vouches for them,
+    # as the directory lets a system do), so the case is accepted complete.
     app = application(catalog["enterprise-opening"], without=("residence-proof",))
     async with hall_worker(env.client) as tq:
         start = _with_start(app, tq)
         result = await env.client.execute_update_with_start_workflow(
             CaseWorkflow.supplement_materials,
-            SupplementMaterials(materials=["residence-proof", "passport"], submitted_by="e-docs"),
+            SupplementMaterials(materials=["residence-proof", "passport"], submitted_by="applicant"),
             start_workflow_operation=start,
         )
         handle = await start.workflow_handle()
@@ -46,7 +47,7 @@ async def test_materials_sent_with_the_start_count_at_acceptance(env, hall_worke
     trail = [(e.action, e.actor, e.details) for e in sqlite_store.audit_trail("case", app.case_no)][:3]
     assert trail[0][0] == "received" and "residence-proof" not in trail[0][2]["materials"]
     assert trail[1] == (
-        "materials_supplemented", "e-docs", {"materials": ["passport", "residence-proof"], "before_acceptance": True}
+        "materials_supplemented", "applicant", {"materials": ["passport", "residence-proof"], "before_acceptance": True}
     )
     assert trail[2][0] == "accepted"
 
@@ -60,7 +61,7 @@ async def test_on_a_running_case_it_is_a_plain_supplement(env, hall_worker, cata
         await wait_status(hall_start, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
         result = await env.client.execute_update_with_start_workflow(
             CaseWorkflow.supplement_materials,
-            SupplementMaterials(materials=["residence-proof"], submitted_by="e-docs"),
+            SupplementMaterials(materials=["residence-proof"], submitted_by="applicant"),
             start_workflow_operation=_with_start(app, tq),
         )
         status = await hall_start.query(CaseWorkflow.status)
@@ -96,7 +97,7 @@ async def test_materials_arriving_during_the_acceptance_check_count(env, hall_wo
         while not await checking():
             await asyncio.sleep(0.05)
         result = await handle.execute_update(
-            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="e-docs")
+            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="applicant")
         )
         status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
 
@@ -114,7 +115,7 @@ async def test_materials_sent_right_after_the_start_are_never_lost(env, hall_wor
             CaseWorkflow.run, app, id=case_workflow_id(app.case_no), task_queue=tq, execution_timeout=timedelta(days=400)
         )
         result = await handle.execute_update(
-            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="e-docs")
+            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="applicant")
         )
         status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
         return result, status
