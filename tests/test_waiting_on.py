@@ -23,7 +23,7 @@ async def test_a_case_names_who_holds_it_at_every_step(env, hall_worker, catalog
         assert accepted.waiting_on == ["officer-li", applicant]
 
         await handle.execute_update(
-            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="c")
+            CaseWorkflow.supplement_materials, SupplementMaterials(materials=["residence-proof"], submitted_by="clerk-01")
         )
         assert await _waiting(handle) == (["officer-li"], accepted.promised_due_at)
 
