@@ -3,7 +3,7 @@ invalid one is refused into the audit trail and `status`, never failing the work
 
 from temporalio.client import WorkflowExecutionStatus
 
-from contract.approval import Review
+from contract.approval import Review, Vote
 from contract.case import CaseStage
 from tests.builders import application, eventually, start_case, wait_status
 from workflows.case import CaseWorkflow
@@ -21,7 +21,8 @@ async def test_a_valid_twin_is_applied_like_the_update(env, hall_worker, catalog
 
     assert status.stage == CaseStage.APPROVED
     assert status.refused_signals == []
-    reviewed = [e for e in sqlite_store.audit_trail("case", app.case_no) if e.action == "reviewed"]
+    # The row is written by an activity a moment after the stage shows.
+    reviewed = await eventually(lambda: [e for e in sqlite_store.audit_trail("case", app.case_no) if e.action == "reviewed"])
     assert [(e.actor, e.reason) for e in reviewed] == [(matter.reviewers[0], "材料齐全")]
 
 
@@ -31,12 +32,16 @@ async def test_invalid_twins_are_refused_recorded_and_the_case_goes_on(env, hall
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
         await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
-        await handle.signal("review_signal", Review(reviewer="someone-else", decision="approve"))
+        # officer-lin may review this matter, but the case is assigned to officer-huang.
+        await handle.signal("review_signal", Review(reviewer="officer-lin", decision="approve"))
         await handle.signal("review_signal", {"reviewer": matter.reviewers[0], "decision": "maybe"})
         await handle.signal("review_signal", "approve")
         await handle.signal("approve_signal", {"reviewer": matter.reviewers[0]})
-        await handle.signal("vote_signal", {"member": "m1", "choice": "approve"})
-        status = await wait_status(handle, lambda s: len(s.refused_signals) == 5)
+        # A panel member the directory knows, voting while the case awaits its review.
+        await handle.signal("vote_signal", Vote(member="officer-zhao", choice="approve"))
+        # Someone the directory does not know: refused before the reviewer is looked at.
+        await handle.signal("review_signal", Review(reviewer="officer-nobody", decision="approve"))
+        status = await wait_status(handle, lambda s: len(s.refused_signals) == 6)
         # Nothing was applied, and the Update still works afterwards.
         assert status.stage == CaseStage.AWAITING_REVIEW
         await handle.execute_update(CaseWorkflow.review, Review(reviewer=matter.reviewers[0], decision="approve"))
@@ -49,11 +54,13 @@ async def test_invalid_twins_are_refused_recorded_and_the_case_goes_on(env, hall
         ("review_signal", "InvalidPayload"),
         ("approve_signal", "UnknownSignal"),
         ("vote_signal", "WrongStage"),
+        ("review_signal", "UnknownActor"),
     }
     reasons = [r.reason for r in status.refused_signals]
     assert f"assigned to {matter.reviewers[0]}" in reasons[0]
     assert "decision" in reasons[1] and "invalid Review" in reasons[1]
     assert "review_signal" in reasons[3] and "signal twins here" in reasons[3]
+    assert "officer-nobody is not in the organisation directory" in reasons[5]
     assert status.stage == CaseStage.APPROVED
     assert described.status == WorkflowExecutionStatus.RUNNING  # open for its rating, not failed
     audit = await eventually(
@@ -63,7 +70,7 @@ async def test_invalid_twins_are_refused_recorded_and_the_case_goes_on(env, hall
         ("signal", "review_signal", "NotReviewer"),
         ("signal", "review_signal", "InvalidPayload"),
     ]
-    assert len(audit) == 5
+    assert len(audit) == 6
 
 
 async def test_a_flood_of_bad_twins_is_counted_not_audited_without_end(env, hall_worker, catalog, sqlite_store):
@@ -73,8 +80,10 @@ async def test_a_flood_of_bad_twins_is_counted_not_audited_without_end(env, hall
     async with hall_worker(env.client) as tq:
         handle = await start_case(env.client, app, tq)
         await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        members = ["officer-zhao", "officer-chen", "officer-sun", "officer-zheng", "officer-feng", "officer-he"]
         for n in range(AUDIT_REFUSALS + 20):
-            await handle.signal("vote_signal", {"member": f"m{n}", "choice": "approve"})
+            # Known panel members (so each gets past who-may-act), voting at the wrong stage.
+            await handle.signal("vote_signal", Vote(member=members[n % len(members)], choice="approve"))
         status = await wait_status(handle, lambda s: s.refused_signal_count == AUDIT_REFUSALS + 20, timeout=60)
 
         def refusals():
