@@ -283,30 +283,42 @@ def test_the_node_example_signs_what_python_verifies(cli_key):
 
 
 def test_admin_keys_new_writes_files_that_load_back(tmp_path):
-    def keys_new(*args: str) -> subprocess.CompletedProcess:
-        return starter("admin", "keys", "new", *args, cwd=tmp_path)
+    publics_file = tmp_path / "var/keys/public-keys.toml"
 
+    def keys_new(*args: str) -> subprocess.CompletedProcess:
+        # The public keys file defaults to the HALLFLOW_KEYS_FILE setting: this test's own, never
+        # the test session's (tests/org_fixtures.py).
+        env = {**os.environ, "HALLFLOW_KEYS_FILE": str(publics_file)}
+        return subprocess.run(
+            [sys.executable, str(ROOT / "starter.py"), "admin", "keys", "new", *args],
+            cwd=tmp_path, env=env, capture_output=True, timeout=60,
+        )
+
+    # Defaults: the private key to var/keys/<principal>.key (from the working directory), the
+    # public key appended to HALLFLOW_KEYS_FILE.
     first = keys_new("--principal", "hallflow-cli")
     assert first.returncode == 0, first.stderr
     key_id = first.stdout.decode().strip()
-    private = load_private(tmp_path / "var/keys/hallflow-cli.key.toml")
+    private = load_private(tmp_path / "var/keys/hallflow-cli.key")
     assert private.id == key_id and key_id.startswith("hallflow-cli/")
-    assert stat.S_IMODE(os.stat(tmp_path / "var/keys/hallflow-cli.key.toml").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "var/keys/hallflow-cli.key").st_mode) == 0o600
+    assert [k.id for k in load_public_keys(publics_file)] == [key_id]
 
+    # Explicit paths, relative to the working directory.
     second = keys_new("--principal", "hallflow-cli", "--alg", "sm2", "--private-out", "sm2.toml",
                       "--public-file", "var/keys/public-keys.toml", "-o", "json")
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["id"] == f"{key_id}.2"  # a second key the same day
-    publics = load_public_keys(tmp_path / "var/keys/public-keys.toml")
+    publics = load_public_keys(publics_file)
     assert [(k.id, k.alg) for k in publics] == [(key_id, "ed25519"), (f"{key_id}.2", "sm2")]
-    for private_file, public in zip(["var/keys/hallflow-cli.key.toml", "sm2.toml"], publics, strict=True):
+    for private_file, public in zip(["var/keys/hallflow-cli.key", "sm2.toml"], publics, strict=True):
         a = sign(load_private(tmp_path / private_file), actor="a", workflow_id="w", message="m", payload=b"")
         assert verify(a, public)
 
     again = keys_new("--principal", "hallflow-cli")  # its private key file exists: kept, not replaced
     assert again.returncode == 2 and b"exists" in again.stderr
-    assert load_private(tmp_path / "var/keys/hallflow-cli.key.toml") == private
-    assert len(load_public_keys(tmp_path / "var/keys/public-keys.toml")) == 2
+    assert load_private(tmp_path / "var/keys/hallflow-cli.key") == private
+    assert len(load_public_keys(publics_file)) == 2
 
 
 def test_a_private_key_file_is_never_overwritten_unless_asked(tmp_path):
