@@ -209,7 +209,7 @@ class Day:
         for consultation in status.consultations:
             await handle.execute_update(
                 CaseWorkflow.department_opinion,
-                DepartmentOpinion(department=consultation.department, officer="officer-tax-1", agree=True),
+                DepartmentOpinion(department=consultation.department, officer="tax-01", agree=True),
             )
         await self.review(handle, "officer-zhou")
         await self.panel(handle, "officer-feng", "officer-he", "officer-zheng")

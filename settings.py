@@ -54,6 +54,20 @@ def get_settings() -> Settings:
     return Settings()
 
 
+def _default_actor(fallback: str):
+    """Whom a message naming nobody is signed for: a risk report is its owner's, unless the
+    caller says who reports it; anything else (a rating, a suggestion) the applicant's."""
+
+    def actor(value) -> str:
+        from contract.risk import RiskReport
+
+        if isinstance(value, RiskReport) and not value.owner.startswith(("head:", "office:")):
+            return value.owner
+        return fallback
+
+    return actor
+
+
 async def connect(settings: Settings | None = None, runtime=None, key_file: Path | None = None, actor: str | None = None):
     """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads),
     signing what it sends with `key_file` (default: settings.signing_key) when that file exists.
@@ -69,7 +83,7 @@ async def connect(settings: Settings | None = None, runtime=None, key_file: Path
         from security.keys import load_private
         from security.sender import Signer
 
-        interceptors.append(Signer(load_private(key_file), actor or settings.actor))
+        interceptors.append(Signer(load_private(key_file), actor or _default_actor(settings.actor)))
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,

@@ -1,8 +1,13 @@
-"""Hands each rating to its department's satisfaction watch (signal-with-start: the first rating
-of a department starts its watch). A retry may deliver twice; the watch drops the repeat."""
+"""Hands each rating to its department's satisfaction watch (the first rating of a department
+starts its watch). A retry may deliver twice; the watch drops the repeat.
+
+A start that finds the watch running, then a signal: not signal-with-start, whose signal the
+server delivers without the request's header, so the watch could not tell it came from hallflow.
+"""
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy
 
 from contract.rating import Rating
 from contract.risk import WatchState
@@ -15,13 +20,13 @@ class WatchDelivery:
 
     @activity.defn(name="send_rating_to_watch")
     async def send_rating_to_watch(self, rating: Rating) -> None:
-        await self.client.start_workflow(
+        watch = await self.client.start_workflow(
             "SatisfactionWatchWorkflow",
             WatchState(department=rating.department),
             id=f"satisfaction-{rating.department}",
             task_queue=self.task_queue,
-            start_signal="rating",
-            start_signal_args=[rating],
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             static_summary=f"satisfaction watch · {rating.department}",
             static_details=f"The bad-review rate of `{rating.department}` over a sliding window; query `status`.",
         )
+        await watch.signal("rating", rating)

@@ -60,9 +60,9 @@ def check(build, what: str):
         raise Refused(f"invalid {what}: {describe(err)}", BAD_INPUT) from None
 
 
-async def client_for(settings: Settings) -> Client:
+async def client_for(settings: Settings, actor: str | None = None) -> Client:
     try:
-        return await connect(settings)
+        return await connect(settings, actor=actor)
     except RuntimeError as err:
         raise Refused(
             f"cannot reach Temporal at {settings.temporal_address} ({err}); is it running? (make run starts one)",
@@ -73,12 +73,13 @@ async def client_for(settings: Settings) -> Client:
 T = TypeVar("T")
 
 
-def run(work: Callable[[Client, Settings], Awaitable[T]]) -> T:
-    """Connect to Temporal (exit 3 when it cannot be reached), then `work(client, settings)`."""
+def run(work: Callable[[Client, Settings], Awaitable[T]], actor: str | None = None) -> T:
+    """Connect to Temporal (exit 3 when it cannot be reached), then `work(client, settings)`.
+    `actor`: whom a message naming nobody is signed for (default: HALLFLOW_ACTOR, the applicant)."""
     settings = get_settings()
 
     async def connected() -> T:
-        return await work(await client_for(settings), settings)
+        return await work(await client_for(settings, actor), settings)
 
     return asyncio.run(connected())
 

@@ -33,6 +33,7 @@ def report(
     owner: Annotated[str, typer.Option()],
     description: str = "",
     level: Annotated[Level | None, typer.Option(help="otherwise from the matrix in data/risk.toml")] = None,
+    by: Annotated[str | None, typer.Option(help="who reports it, an officer in post [default: the owner]")] = None,
     output: OutputFlag = Output.text,
 ) -> None:
     """Report a risk; its level comes from data/risk.toml unless given."""
@@ -44,7 +45,7 @@ def report(
         "risk",
     )
     settings = get_settings()
-    workflow_id = calls.run(lambda client, _: calls.start_risk(client, settings, risk))
+    workflow_id = calls.run(lambda client, _: calls.start_risk(client, settings, risk), actor=by or owner)
     link = calls.ui_link(settings, workflow_id)
     if output is Output.json:
         render.dump({"risk_no": no, "workflow_id": workflow_id, "link": link})

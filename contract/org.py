@@ -132,11 +132,9 @@ class Directory(BaseModel):
 
     def speaks_for(self, principal: str, actor: str, at: datetime) -> bool:
         """May a key of `principal` assert `actor`? An officer's own key speaks only for them."""
-        if principal == actor:
-            return self.active(actor, at) is not None
         system = self.system(principal)
         if system is None:
-            return False
+            return principal == actor and self.active(actor, at) is not None
         officer = self.officer(actor)
         for scope in system.speaks_for:
             if scope in ("*", actor):

@@ -17,7 +17,7 @@ from activities.store import Store
 from contract import search
 from contract.converter import data_converter
 from settings import ROOT
-from tests.temporal_fixtures import BIN
+from tests.temporal_fixtures import BIN, signer
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -25,6 +25,7 @@ async def dev_server():
     env = await WorkflowEnvironment.start_local(
         ip="127.0.0.1",
         data_converter=data_converter,
+        interceptors=[signer()],  # signs what tests send, as starter.py and integrators do
         dev_server_existing_path=str(BIN / "temporal"),
         search_attributes=search.ALL,
     )

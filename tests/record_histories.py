@@ -9,6 +9,8 @@ records every scenario again; without either, those that have no file yet.
 
 import asyncio
 import sys
+
+import tests.org_fixtures  # noqa: F401,I001 - the session's keys, named in the settings before anything reads them
 import tempfile
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +35,10 @@ from contract.converter import data_converter
 from contract.matter import Matter
 from settings import ROOT
 from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, start_case
-from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, travel_to
+from activities.lent import Lent, lend, take_back
+from security.keys import load_private
+from settings import get_settings
+from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, signer, travel_to
 from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 from workflows.case import CaseWorkflow
 from workflows.rectification import RectificationWorkflow
@@ -275,7 +280,7 @@ async def panel_by_twins_supplied_with_start(client: Client, task_queue: str, ca
     )
     await client.execute_update_with_start_workflow(
         CaseWorkflow.supplement_materials,
-        SupplementMaterials(materials=["residence-proof"], submitted_by="kiosk-07"),
+        SupplementMaterials(materials=["residence-proof"], submitted_by="applicant"),
         start_workflow_operation=start,
     )
     handle = await start.workflow_handle()
@@ -367,19 +372,24 @@ OPEN_AT_END = {"satisfaction_over_line_and_back"}
 async def record(name: str, catalog: Catalog) -> Path:
     """Run scenario `name` to its end and write its history; returns the file written."""
     start_at, scenario = SCENARIOS[name]
+    signing = signer()
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter,
         identity=IDENTITY,
         test_server_existing_path=str(BIN / "temporal-test-server"),
+        interceptors=[signing],
     )
+    signing.clock = env.get_current_time
     try:
         await search.ensure_search_attributes(env.client)
         await travel_to(env, start_at)
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(max_workers=4) as executor:
             engine = make_engine(f"sqlite:///{Path(tmp) / 'hallflow.db'}")
             create_tables(engine)
+            store = Store(engine)
+            lend(f"record-{name}", Lent(store=store, key=load_private(get_settings().worker_key)))
             activities = hallflow_activities(
-                Store(engine),
+                store,
                 CalendarActivities(Calendar.load(TEST_CALENDAR), TEST_CALENDAR),
                 CatalogActivities(catalog),
                 watch=WatchDelivery(env.client, f"record-{name}"),
@@ -396,6 +406,7 @@ async def record(name: str, catalog: Catalog) -> Path:
                 if name not in OPEN_AT_END:
                     await handle.result()
                 history = await handle.fetch_history()
+            take_back(f"record-{name}")
             engine.dispose()
     finally:
         await env.shutdown()

@@ -39,17 +39,20 @@ TEST_EPOCH = datetime(2099, 1, 5, 2, 0, tzinfo=timezone.utc)
 
 def signer() -> Signer:
     """The test client's signature: the test system key (it may speak for anyone, as data/org.toml's
-    hallflow-cli does); a message naming nobody is the applicant's, or hallflow's own (a rating
-    handed to the watch, the watch's state)."""
+    hallflow-cli does); a message naming nobody is the applicant's, hallflow's own (a rating handed
+    to the watch, a rectification opened), or a risk's owner reporting it."""
     from contract.org import APPLICANT, SYSTEM_ACTOR
-    from contract.rating import Rating
-    from contract.risk import WatchState
+    from contract.rating import Rating, RectificationOrder
+    from contract.risk import RiskReport, WatchState
 
-    settings = get_settings()
-    return Signer(
-        load_private(settings.signing_key),
-        lambda value: SYSTEM_ACTOR if isinstance(value, (Rating, WatchState)) else APPLICANT,
-    )
+    def actor(value) -> str:
+        if isinstance(value, (Rating, WatchState, RectificationOrder)):
+            return SYSTEM_ACTOR  # what a case or the watch would send in production
+        if isinstance(value, RiskReport):
+            return value.owner if not value.owner.startswith(("head:", "office:")) else SYSTEM_ACTOR
+        return APPLICANT
+
+    return Signer(load_private(get_settings().signing_key), actor)
 
 
 @pytest_asyncio.fixture

@@ -130,6 +130,7 @@ def _audit_refusal(inst: Any, key: str, message: str, actor: str | None, refusal
 def _prove_message(inst: Any, message: str, value: Any, digest: str | None, headers: Any, *, grace=None) -> None:
     """Prove `message`, tell the workflow who acts (`sender`) and with which key (`signed`), and
     refuse an actor the directory does not know or the workflow's rule for it does not allow."""
+    inst.sender = None  # never the last message's: a refusal below is recorded with this one's actor
     proven = prove(inst.org, headers, message, digest, actor_named(value), now=workflow.now(),
                    **({"grace": grace} if grace is not None else {}))
     inst.sender = proven.actor
@@ -157,8 +158,9 @@ class _Inbound(WorkflowInboundInterceptor):
         digest = digest_read(value)  # now: the bytes it was read from are gone after an await
         inst.org = await act.org_directory()
         info = workflow.info()
-        if info.parent is not None:
-            inst.sender = SYSTEM_ACTOR  # started by a hallflow workflow (the server says which)
+        if info.parent is not None or info.continued_run_id is not None:
+            # Started by a hallflow workflow, or continued from this one: the server says so.
+            inst.sender = SYSTEM_ACTOR
         else:
             try:
                 _prove_message(inst, info.workflow_type, value, digest, input.headers)
@@ -186,10 +188,10 @@ class _Inbound(WorkflowInboundInterceptor):
             return  # sent with the start (update-with-start): proven once the directory is in
         self._admit(inst, input)
 
-    def _admit(self, inst: Any, input: HandleUpdateInput) -> None:
+    def _admit(self, inst: Any, input: HandleUpdateInput, digest: str | None = None) -> None:
         value = input.args[0] if input.args else None
         try:
-            _prove_message(inst, input.update, value, digest_read(value), input.headers)
+            _prove_message(inst, input.update, value, digest or digest_read(value), input.headers)
             super().handle_update_validator(input)
         except ApplicationError as refusal:
             if refusal.type in WHO_MAY and not workflow.unsafe.is_replaying():
@@ -208,8 +210,9 @@ class _Inbound(WorkflowInboundInterceptor):
         if getattr(inst, "org", None) is None:
             # Accepted with the start, before the directory was in: proven and validated now
             # (a refusal fails this Update). Replay reaches the same point with the same state.
+            digest = digest_read(input.args[0] if input.args else None)  # before the await, as a start's
             await workflow.wait_condition(lambda: getattr(inst, "org", None) is not None)
-            self._admit(inst, input)
+            self._admit(inst, input, digest)
         return await super().handle_update_handler(input)
 
     async def handle_signal(self, input: HandleSignalInput) -> None:
@@ -219,35 +222,37 @@ class _Inbound(WorkflowInboundInterceptor):
             if _refused_input() is not None:
                 raise _refused_input()  # type: ignore[misc]
             check_arguments("signal", input.signal, input.args)
+            value, digest = self._signal_payload(input, twin)  # now: the bytes it was read from go with an await
             await workflow.wait_condition(lambda: getattr(inst, "org", None) is not None)
-            self._prove_signal(inst, input, twin)
+            _prove_message(inst, input.signal, value, digest, input.headers, grace=SIGNAL_GRACE)
         except ApplicationError as refusal:
             if twin is not None and hasattr(inst, "_refuse"):
                 # Recorded like any refused twin: status.refused_signals and the audit trail.
                 await inst._refuse(input.signal, str(refusal.message), refusal.type or "Refused")
             else:
-                workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "error": refusal.type})
+                workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "error": refusal.type,
+                                                                 "reason": str(refusal.message)[:300]})
             return
         except Exception as refusal:  # noqa: BLE001 - never fail the workflow over a signal
             workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "reason": str(refusal)})
             return
         await super().handle_signal(input)
 
-    def _prove_signal(self, inst: Any, input: HandleSignalInput, twin: Any) -> None:
+    @staticmethod
+    def _signal_payload(input: HandleSignalInput, twin: Any) -> tuple[Any, str | None]:
+        """The signal's value (its actor's source) and the SHA-256 of the bytes it came in."""
         args = input.args
         if len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], (list, tuple)):
             # A dynamic handler (a twin): the raw payloads are at hand; the actor is in the JSON.
             raws = args[1]
             first = raws[0].payload if raws and isinstance(raws[0], RawValue) else None
-            digest = payload_digest(first.data if first is not None else b"")
             try:
                 value = workflow.payload_converter().from_payload(first, twin[0]) if twin and first else None
             except Exception:  # noqa: BLE001 - the twin refuses it as InvalidPayload itself
                 value = None
-        else:
-            value = args[0] if args else None
-            digest = digest_read(value) if args else payload_digest(b"")
-        _prove_message(inst, input.signal, value, digest, input.headers, grace=SIGNAL_GRACE)
+            return value, payload_digest(first.data if first is not None else b"")
+        value = args[0] if args else None
+        return value, (digest_read(value) if args else payload_digest(b""))
 
 
 class _Outbound(WorkflowOutboundInterceptor):

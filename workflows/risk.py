@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.feedback import deadline
     from workflows.trail import SYSTEM, Trail
     from workflows.guard import refuse_input
+    from contract.org import SYSTEM_ACTOR
     from workflows.authority import risk_people
     from workflows.governed import Governed
     from workflows.twins import SignalTwins
@@ -291,9 +292,9 @@ class RiskWorkflow(SignalTwins, Governed):
         """Any officer may register a risk; its owner, the owner's head and every rank a missed step
         has reached act on it."""
         assert self.org is not None
-        if message == "start":
-            return None  # any officer in post (or hallflow: the watch, an overdue case)
         r, now = self._report, workflow.now()
+        if message == "start":  # any officer in post, or hallflow (the watch, an overdue case)
+            return [SYSTEM_ACTOR, *(o.id for o in self.org.officers if self.org.active(o.id, now))], "register a risk"
         reached: list[str] = []
         if self._policy is not None and self._entry is not None:
             chain = self._policy.escalation_chain(r.responsible_department)
