@@ -2,7 +2,7 @@
 // The `hallflow-actor` header for a message to a hallflow workflow, signed with Ed25519 using only
 // node:crypto: the Node.js twin of `python starter.py sign` (contract/assertion.py says what it is).
 //
-//   node sign-assertion.mjs --key var/keys/hallflow-cli.key.toml \
+//   node sign-assertion.mjs --key var/keys/hallflow-cli.key \
 //       --actor officer-li --workflow-id case-HALL-0001 --message review --input "$J"
 //   node sign-assertion.mjs --seed BASE64 --key-id hallflow-cli/2026-11-30 ...   # the key inline
 //
