@@ -206,6 +206,8 @@ async def watch_server(client: Client, address: str, stop: asyncio.Event, every:
 async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
+    # The data files first: a bad catalog or directory stops the worker before it waits for a server.
+    load_directory(settings.org_file, settings.keys_file, load_catalog(settings.catalog_file))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -290,3 +290,19 @@ async def test_a_directory_change_from_anyone_but_a_directory_admin_is_ignored(e
         await handle.execute_update(CaseWorkflow.urge, Urge(by="hall-central"))  # a later message: after the signal
         status = await handle.execute_update(CaseWorkflow.review, Review(reviewer="officer-li", decision="approve"))
         assert status.stage in (CaseStage.IN_PANEL, CaseStage.AWAITING_REVIEW)
+
+
+def test_the_worker_does_not_start_on_a_bad_directory(tmp_path: Path):
+    import os
+    import subprocess
+    import sys
+
+    bad = tmp_path / "org.toml"
+    bad.write_text((ROOT / "data" / "org.toml").read_text(encoding="utf-8").replace(
+        'id = "officer-li"\ndepartment = "market-regulation"\nroles = ["reviewer", "department_officer", "risk_owner"]',
+        'id = "officer-li"\ndepartment = "market-regulation"\nroles = ["department_officer"]'), encoding="utf-8")
+    env = {**os.environ, "HALLFLOW_ORG_FILE": str(bad), "HALLFLOW_DATABASE_URL": f"sqlite:///{tmp_path / 'h.db'}"}
+    ran = subprocess.run([sys.executable, "worker.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 1
+    # The catalog names officer-li as a reviewer: the directory must give them that role.
+    assert f"{bad}: matter 'enterprise-opening', field reviewers: 'officer-li' lacks the role reviewer" in ran.stderr
