@@ -2,6 +2,7 @@
 every running workflow (each keeps it in its history; docs/security.md)."""
 
 import asyncio
+from datetime import datetime, timezone
 from typing import Annotated
 
 import typer
@@ -11,7 +12,7 @@ from activities.catalog import load_catalog
 from activities.org import DirectoryError, load_directory
 from cli import calls, render
 from cli.render import Output, OutputFlag
-from contract.org import Directory, DirectoryChange
+from contract.org import Directory, DirectoryChange, Role
 from settings import Settings, connect, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="The organisation directory: check it, publish a change.")
@@ -47,6 +48,10 @@ def publish(
     Workers must have the same files: restart them first, or they refuse the new keys' messages."""
     settings = get_settings()
     change = DirectoryChange(directory=_load(settings))
+    admins = change.directory.with_role(Role.DIRECTORY_ADMIN, datetime.now(timezone.utc))
+    if by not in admins:
+        # Every workflow would log the change and keep its copy: say so here instead.
+        raise calls.Refused(f"{by} is not a directory admin; who is: {', '.join(admins) or 'nobody'}", calls.BAD_INPUT)
     types = " OR ".join(f'WorkflowType = "{t}"' for t in WORKFLOW_TYPES)
 
     async def send() -> int:

@@ -46,8 +46,12 @@ def refuse_unless(org: Directory, at: datetime, actor: str, allowed: Iterable[st
 
 def require_active(org: Directory, at: datetime, actor: str, what: str) -> None:
     """Refuse someone unknown or gone before a step's own rule (reviewer, panel) is checked."""
-    if org.active(actor, at) is None:
-        refuse_unless(org, at, actor, [], what)
+    if org.active(actor, at) is not None:
+        return
+    officer = org.officer(actor)
+    gone = f"left after {officer.left_after} and can no longer act" if officer else (
+        f"is not in the organisation directory (version {org.version})")
+    raise ApplicationError(f"{actor} {gone}: they may not {what}", type="UnknownActor", non_retryable=True)
 
 
 def hall_people(org: Directory, at: datetime, hall: str) -> list[str]:
