@@ -52,7 +52,7 @@ from contract.rating import Rate
 from settings import ROOT
 from tests.builders import application
 from tests.e2e_fixtures import shipped_calendar_or_placeholder
-from tests.temporal_fixtures import BIN
+from tests.temporal_fixtures import BIN, signer
 from workflows.case import CaseWorkflow
 from workflows.satisfaction import SatisfactionWatchWorkflow
 
@@ -116,7 +116,8 @@ class DevServer:
             if self.process is not None and self.process.poll() is not None:
                 raise AssertionError(f"dev server exited ({self.process.returncode}); see {self.log_path}")
             try:
-                client = await Client.connect(self.address, data_converter=data_converter)
+                # Signed as an integrator's system signs (docs/security.md): the worker trusts nothing else.
+                client = await Client.connect(self.address, data_converter=data_converter, interceptors=[signer()])
                 await client.service_client.check_health()
                 return client
             except Exception:  # not listening yet
