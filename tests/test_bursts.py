@@ -13,7 +13,7 @@ from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urg
 from contract.case import CaseStage, SupplementMaterials, Withdraw
 from contract.rating import ConfirmSetAside, Rate, Rectify, Verify
 from contract.risk import Acknowledge, Level, Regrade, Resolve, RiskReviewRecord, SubmitPlan
-from contract.suggestion import Reclassify, Respond
+from contract.suggestion import Reclassify, Respond, SuggestionStage
 from tests.builders import application, eventually, start_case, wait_status
 from tests.temporal_fixtures import TEST_EPOCH
 from workflows.case import CaseWorkflow
@@ -143,12 +143,15 @@ async def test_bursts_at_a_suggestion_are_applied_once(env, hall_worker, sqlite_
                                             task_queue=tq, execution_timeout=timedelta(days=90))
         await wait_status(h, lambda st: st.due_at is not None, query=SuggestionWorkflow.status)
         assert await burst(h, "reclassify", Reclassify(complexity="complex", reason="study", by="coordinator-1")) <= 1
-        # A twin may be the one applied, and the burst returns before it lands; an answer sent meanwhile
-        # is refused as Busy, as documented.
-        await wait_status(h, lambda st: any(e["action"] == "reclassified" for e in st.last_events),
-                          query=SuggestionWorkflow.status)
         respond = Respond(department="natural-resources", officer="officer-zhou", adopted=True)
-        assert await burst(h, "respond", respond) <= 1
+        # A twin may be the reclassification applied, and the burst returns before it lands: every
+        # answer sent meanwhile is refused Busy, as documented. An integrator sends again; so do we.
+        for _ in range(20):
+            assert await burst(h, "respond", respond) <= 1
+            answered = await wait_status(h, lambda st: st.stage != SuggestionStage.OPEN, timeout=2,
+                                         query=SuggestionWorkflow.status)
+            if answered.stage != SuggestionStage.OPEN:
+                break
         await once_each(sqlite_store, "suggestion", s.suggestion_no, ["reclassified", "answered"])
 
 

@@ -18,11 +18,11 @@ async def test_a_valid_twin_is_applied_like_the_update(env, hall_worker, catalog
         review = Review(reviewer=matter.reviewers[0], decision="approve", opinion="材料齐全")
         await handle.signal("review_signal", review)
         status = await wait_status(handle, lambda s: s.stage.is_final)
+        # The row is written by an activity a moment after the stage shows: wait while the worker runs.
+        reviewed = await eventually(lambda: [e for e in sqlite_store.audit_trail("case", app.case_no) if e.action == "reviewed"])
 
     assert status.stage == CaseStage.APPROVED
     assert status.refused_signals == []
-    # The row is written by an activity a moment after the stage shows.
-    reviewed = await eventually(lambda: [e for e in sqlite_store.audit_trail("case", app.case_no) if e.action == "reviewed"])
     assert [(e.actor, e.reason) for e in reviewed] == [(matter.reviewers[0], "材料齐全")]
 
 
