@@ -281,7 +281,7 @@ async def test_an_officer_who_left_cannot_act_and_their_case_is_transferred(env,
     await Replayer(workflows=WORKFLOWS, data_converter=data_converter, interceptors=INTERCEPTORS).replay_workflow(history)
 
 
-async def test_a_directory_change_from_anyone_but_a_directory_admin_is_ignored(env, hall_worker, catalog):
+async def test_a_directory_change_from_anyone_but_a_directory_admin_is_refused_and_recorded(env, hall_worker, catalog, sqlite_store):
     async with hall_worker(env.client) as tq:
         app, handle = await case_awaiting_review(env, tq, catalog)
         directory = load_directory(get_settings().org_file, get_settings().keys_file)
@@ -290,6 +290,8 @@ async def test_a_directory_change_from_anyone_but_a_directory_admin_is_ignored(e
         await handle.execute_update(CaseWorkflow.urge, Urge(by="hall-central"))  # a later message: after the signal
         status = await handle.execute_update(CaseWorkflow.review, Review(reviewer="officer-li", decision="approve"))
         assert status.stage in (CaseStage.IN_PANEL, CaseStage.AWAITING_REVIEW)
+        await eventually(lambda: refused_rows(sqlite_store, "case", app.case_no))
+    assert refused_rows(sqlite_store, "case", app.case_no) == [("applicant", "Forbidden")]
 
 
 def test_the_worker_does_not_start_on_a_bad_directory(tmp_path: Path):

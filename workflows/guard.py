@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.lent import lent_to
     from contract.assertion import HEADER, payload_digest
     from contract.converter import Unreadable, digest_read, expected, invalid
-    from contract.org import APPLICANT, SYSTEM_ACTOR
+    from contract.org import APPLICANT, SYSTEM_ACTOR, Role
     from contract.records import AuditEntry
     from contract.schemas import actor_named
     from security.signing import header_value, sign
@@ -52,6 +52,8 @@ with workflow.unsafe.imports_passed_through():
 
 # Refusals of who may act: recorded in the audit trail (the rest only answer the sender).
 WHO_MAY = {"Unauthenticated", "Forbidden", "UnknownActor", "NotReviewer", "NotPanelMember"}
+# Typed signals refused per run that are audited; past this a flood is only logged (as for twins).
+AUDIT_DROPPED = 100
 
 M = TypeVar("M")
 
@@ -137,7 +139,10 @@ def _prove_message(inst: Any, message: str, value: Any, digest: str | None, head
     if proven.key_id is not None:
         inst.signed = {**getattr(inst, "signed", {}), proven.actor: proven.key_id}
     step = message.removesuffix("_signal") if message != workflow.info().workflow_type else "start"
-    rule = inst.who_may(step, value) if hasattr(inst, "who_may") and value is not None else None
+    if step == "directory_changed":  # the same rule in every workflow
+        rule = inst.org.with_role(Role.DIRECTORY_ADMIN, workflow.now()), "send a directory change"
+    else:
+        rule = inst.who_may(step, value) if hasattr(inst, "who_may") and value is not None else None
     if rule is not None:
         allowed, what = rule
         refuse_unless(inst.org, workflow.now(), proven.actor, allowed, what)
@@ -232,11 +237,24 @@ class _Inbound(WorkflowInboundInterceptor):
             else:
                 workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "error": refusal.type,
                                                                  "reason": str(refusal.message)[:300]})
+                self._audit_dropped(inst, input.signal, refusal)
             return
         except Exception as refusal:  # noqa: BLE001 - never fail the workflow over a signal
             workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "reason": str(refusal)})
             return
         await super().handle_signal(input)
+
+    @staticmethod
+    def _audit_dropped(inst: Any, signal: str, refusal: ApplicationError) -> None:
+        """A typed signal refused for who sent it (a rating, a directory change) goes to the audit
+        trail through the refusal sink, as a refused Update does: the first AUDIT_DROPPED of a run."""
+        if refusal.type not in WHO_MAY:
+            return
+        inst._dropped_signals = getattr(inst, "_dropped_signals", 0) + 1  # workflow state: replays alike
+        key = f"refused-signal:{workflow.info().run_id}:{inst._dropped_signals}"
+        lent = lent_to(workflow.info().task_queue)
+        if inst._dropped_signals <= AUDIT_DROPPED and lent is not None and not workflow.unsafe.is_replaying():
+            lent.record(_audit_refusal(inst, key, signal, getattr(inst, "sender", None), refusal))
 
     @staticmethod
     def _signal_payload(input: HandleSignalInput, twin: Any) -> tuple[Any, str | None]:
