@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from contract.assertion import ShortLine
 from contract.common import SHANGHAI, Code, Instant, Name
 
 APPLICANT = "applicant"  # the applicant, as a hall's or portal's system vouches for them
@@ -68,12 +69,14 @@ class System(BaseModel):
 
 
 class PublicKey(BaseModel):
+    """A key that may sign assertions; security/keys.py adds the check of the key material."""
+
     model_config = ConfigDict(extra="forbid")
-    id: str = Field(min_length=1, max_length=200)
-    principal: str = Field(min_length=1, max_length=200)  # a system id or an officer id
+    id: ShortLine  # a line of the signed text
+    principal: ShortLine  # a system id or an officer id
     alg: Literal["ed25519", "sm2"]
     public: str = Field(min_length=1, max_length=400)
-    not_after: Instant | None = None
+    not_after: Instant | None = None  # retired from this instant on
 
 
 class Directory(BaseModel):

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from contract.assertion import ShortLine
-from contract.common import Instant
+from contract.org import PublicKey as DirectoryKey
 from security import sm2
 
 Alg = Literal["ed25519", "sm2"]
@@ -55,13 +55,8 @@ class PrivateKey(BaseModel):
         return self
 
 
-class PublicKey(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    id: ShortLine
-    principal: ShortLine
-    alg: Alg
-    public: str
-    not_after: Instant | None = None  # timezone-aware, normalised to UTC
+class PublicKey(DirectoryKey):
+    """The directory's key (contract/org.py), its material checked where the crypto lives."""
 
     @model_validator(mode="after")
     def _well_formed(self) -> "PublicKey":

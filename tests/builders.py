@@ -76,3 +76,14 @@ async def eventually(check, timeout: float = 10.0):
         if value or loop.time() > end:
             return value
         await asyncio.sleep(0.05)
+
+
+# Who answers for each consulted department (data/org.toml): an officer of that department.
+OFFICER_OF = {
+    "development-reform": "drc-01",
+    "natural-resources": "nr-01",
+    "ecology-environment": "eco-01",
+    "fire-rescue": "fire-01",
+    "civil-air-defense": "cad-01",
+    "taxation": "tax-01",
+}

@@ -21,7 +21,7 @@ from contract import search
 from contract.approval import DepartmentOpinion, OpinionState, Review, Transfer, Urge
 from contract.calendar import WorkingDays, WorkingDaysRequest
 from contract.case import CaseStage, SupplementMaterials
-from tests.builders import TUESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case, wait_status
+from tests.builders import OFFICER_OF, TUESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case, wait_status
 from tests.temporal_fixtures import TEST_CALENDAR, TEST_EPOCH, travel_to
 from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 from workflows.case import CaseWorkflow
@@ -61,15 +61,6 @@ async def _consulting(env, hall_worker_tq, catalog, **kwargs):
     return app, handle
 
 
-# Who answers for each department (data/org.toml): an officer of that department.
-OFFICER_OF = {
-    "development-reform": "drc-01",
-    "natural-resources": "nr-01",
-    "ecology-environment": "eco-01",
-    "fire-rescue": "fire-01",
-    "civil-air-defense": "cad-01",
-    "taxation": "tax-01",
-}
 
 
 def _opinion(department: str, agree: bool = True, opinion: str = "") -> DepartmentOpinion:

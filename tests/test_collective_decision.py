@@ -17,7 +17,7 @@ from contract import search
 from contract.approval import DepartmentOpinion, Review, Transfer, Vote
 from contract.case import CaseStage, SupplementMaterials
 from contract.common import SHANGHAI
-from tests.builders import application, eventually, start_case, wait_status
+from tests.builders import OFFICER_OF, application, eventually, start_case, wait_status
 from tests.temporal_fixtures import travel_to
 from workflows.case import CaseWorkflow
 
@@ -34,15 +34,6 @@ def end_of(day: date) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), SHANGHAI)
 
 
-# Who answers for each consulted department (data/org.toml): an officer of that department.
-OFFICER_OF = {
-    "development-reform": "drc-01",
-    "natural-resources": "nr-01",
-    "ecology-environment": "eco-01",
-    "fire-rescue": "fire-01",
-    "civil-air-defense": "cad-01",
-    "taxation": "tax-01",
-}
 
 
 # enterprise-opening: voting_days 1 -> the vote closes Tue 01-06 24:00.
