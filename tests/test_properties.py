@@ -38,6 +38,7 @@ never unlocked here (no `handle.result()`, no `env.sleep`), so no deadline fires
 import asyncio
 import copy
 import json
+import math
 import os
 import re
 import uuid
@@ -720,7 +721,8 @@ def _coerced(value: Any) -> list[Any]:
     if isinstance(value, int):
         return [True, False, str(value), float(value), value + 0.5, "5", None, [value]]
     if isinstance(value, float):
-        return [str(value), True, int(value), None]
+        # A value mutated twice may be NaN or infinite, which has no int.
+        return [str(value), True, int(value) if math.isfinite(value) else 0, None]
     if isinstance(value, str):
         return [12345, 0, True, None, [value], {"value": value}, value.encode("utf-8", "surrogatepass").hex(), float("nan")]
     if isinstance(value, list):
