@@ -40,13 +40,15 @@ server: setup
 	done
 	@$(BIN)/python starter.py admin setup
 
-# Development signing keys (never in the repository): starter.py's (system hallflow-cli, which
-# data/org.toml lets speak for anyone) and the worker's own (hallflow). Production: docs/security.md.
+# Development keys (never in the repository): starter.py's signing key (system hallflow-cli, which
+# data/org.toml lets speak for anyone), the worker's own (hallflow), and the data key that encrypts
+# payloads and personal data. Production: docs/security.md.
 keys: setup
 	@for principal in hallflow-cli hallflow; do \
 	  [ -f $(VAR)/keys/$$principal.key ] || $(BIN)/python starter.py admin keys new --principal $$principal \
 	    --private-out $(VAR)/keys/$$principal.key --public-file $(VAR)/keys/public.toml >/dev/null; \
 	done
+	@[ -f $(VAR)/keys/data.toml ] || $(BIN)/python starter.py admin data-key new --file $(VAR)/keys/data.toml >/dev/null
 
 # The dev worker reads var/calendar: data/calendar plus a weekends-only placeholder for a year
 # whose official table is not shipped yet (so the demo runs in December too; production waits).

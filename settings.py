@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent
@@ -30,6 +30,22 @@ class Settings(BaseSettings):
     # (what one workflow sends another). `make run` writes development ones.
     signing_key: Path = ROOT / "var" / "keys" / "hallflow-cli.key"
     worker_key: Path = ROOT / "var" / "keys" / "hallflow.key"
+    # Data keys (security/data_keys.py): every payload in Temporal and the applicants' personal
+    # data at rest are encrypted with them. A file (`make keys` writes a development one), or the
+    # same TOML in HALLFLOW_DATA_KEYS from a secret store. Never in the repository.
+    data_keys_file: Path = ROOT / "var" / "keys" / "data.toml"
+    data_keys: SecretStr | None = None
+    # AES-256-GCM, or SM4-GCM (GB/T 32907) where 国密 is required; the current key must be one.
+    cipher: Literal["aes-256-gcm", "sm4-gcm"] = "aes-256-gcm"
+    # The codec server (security/codec_server.py): decodes payloads for the Web UI and the CLI.
+    # Loopback by default; every request carries the bearer token (a file `make keys` writes,
+    # or HALLFLOW_CODEC_TOKEN); browsers are let in only from these origins (comma-separated;
+    # default: HALLFLOW_UI_URL).
+    codec_host: str = "127.0.0.1"
+    codec_port: int = Field(default=8234, ge=0, le=65535)
+    codec_token: SecretStr | None = None
+    codec_token_file: Path = ROOT / "var" / "keys" / "codec-token"
+    codec_origins: str | None = None
     # Who starter.py acts for when a message names nobody (a rating, a suggestion).
     actor: str = "applicant"
     log_level: str = "INFO"
@@ -68,13 +84,22 @@ def _default_actor(fallback: str):
     return actor
 
 
+def encrypted_converter(settings: Settings | None = None):
+    """hallflow's JSON contract, every payload encrypted with the deployment's data keys."""
+    from contract.converter import data_converter
+    from security.codec import encrypted
+    from security.data_keys import load
+
+    settings = settings or get_settings()
+    return encrypted(data_converter, load(settings))
+
+
 async def connect(settings: Settings | None = None, runtime=None, key_file: Path | None = None, actor: str | None = None):
     """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads),
     signing what it sends with `key_file` (default: settings.signing_key) when that file exists.
 
     `runtime`: the worker's, which forwards the SDK core's logs (logs.core_runtime)."""
     from temporalio.client import Client
-    from contract.converter import data_converter
 
     settings = settings or get_settings()
     key_file = key_file or settings.signing_key
@@ -87,7 +112,7 @@ async def connect(settings: Settings | None = None, runtime=None, key_file: Path
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.namespace,
-        data_converter=data_converter,
+        data_converter=encrypted_converter(settings),
         runtime=runtime,
         interceptors=interceptors,
     )

@@ -30,6 +30,7 @@ from contract.org import SYSTEM_ACTOR
 from contract.rating import FeedbackPolicy
 from logs import configure_logging, core_runtime
 from security.keys import load_private
+from security.data_keys import load as load_data_keys
 from settings import ROOT, Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.guard import INTERCEPTORS
@@ -208,6 +209,7 @@ async def main() -> None:
     configure_logging(settings.log_level)
     # The data files first: a bad catalog or directory stops the worker before it waits for a server.
     load_directory(settings.org_file, settings.keys_file, load_catalog(settings.catalog_file))
+    load_data_keys(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -115,3 +115,70 @@ def keys_new(
                      "public_file": str(public_file)})
     else:
         render.show(private.id)
+
+
+data_key = typer.Typer(no_args_is_help=True, help="Data keys: payload encryption in Temporal and personal data at rest (docs/security.md).")
+app.add_typer(data_key, name="data-key")
+DataKeysFile = Annotated[
+    Path | None, typer.Option("--file", help="data keys file [default: HALLFLOW_DATA_KEYS_FILE, var/keys/data.toml]")
+]
+
+
+@data_key.command("new")
+def data_key_new(
+    cipher: Annotated[
+        Literal["aes-256-gcm", "sm4-gcm"] | None, typer.Option(help="sm4-gcm where 国密 is required [default: HALLFLOW_CIPHER]")
+    ] = None,
+    key_id: Annotated[str | None, typer.Option("--id", help="the key's id [default: k-<UTC date>]")] = None,
+    current: Annotated[bool, typer.Option(help="make it the key new payloads and rows use; --no-current to stage it first")] = True,
+    file: DataKeysFile = None,
+    output: OutputFlag = Output.text,
+) -> None:
+    """Add a data key (creating the file with its lookup key if absent); old keys stay to decrypt."""
+    from security.data_keys import DataKeyError, add_key
+
+    settings = get_settings()
+    path = file or settings.data_keys_file
+    try:
+        added, keys = add_key(path, cipher or settings.cipher, key_id, make_current=current)
+    except (DataKeyError, OSError, ValueError) as err:
+        raise calls.Refused(str(err), calls.BAD_INPUT) from None
+    if output is Output.json:
+        render.dump({"id": added, "current": keys.current, "file": str(path)})
+    else:
+        render.show(f"{added}" + (" (current)" if keys.current == added else " (staged; `admin data-key use` makes it current)"))
+
+
+@data_key.command("use")
+def data_key_use(
+    key_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)], file: DataKeysFile = None, output: OutputFlag = Output.text
+) -> None:
+    """Make a listed key current: new payloads and rows use it; every listed key still decrypts."""
+    from security.data_keys import DataKeyError, use_key
+
+    path = file or get_settings().data_keys_file
+    try:
+        keys = use_key(path, key_id)
+    except (DataKeyError, OSError) as err:
+        raise calls.Refused(str(err), calls.BAD_INPUT) from None
+    if output is Output.json:
+        render.dump({"current": keys.current, "file": str(path)})
+    else:
+        render.show(f"current data key: {keys.current}")
+
+
+@data_key.command("list")
+def data_key_list(file: DataKeysFile = None, output: OutputFlag = Output.text) -> None:
+    """The keys by id and cipher (never their secrets), and which is current."""
+    from security.data_keys import DataKeyError, parse
+
+    path = file or get_settings().data_keys_file
+    try:
+        keys = parse(path.read_text(encoding="utf-8"), str(path))
+    except (DataKeyError, OSError) as err:
+        raise calls.Refused(str(err), calls.BAD_INPUT) from None
+    rows = [{"id": key_id, "cipher": key.cipher, "current": key_id == keys.current} for key_id, key in keys.keys.items()]
+    if output is Output.json:
+        render.dump(rows)
+    else:
+        render.show(*(f"{r['id']}  {r['cipher']}" + ("  (current)" if r["current"] else "") for r in rows))

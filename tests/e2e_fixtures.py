@@ -15,7 +15,7 @@ from activities.calendar import with_placeholders
 from activities.db import make_engine
 from activities.store import Store
 from contract import search
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from settings import ROOT
 from tests.temporal_fixtures import BIN, signer
 

@@ -47,7 +47,7 @@ from activities.catalog import load_catalog
 from contract import search
 from contract.approval import Review, Vote
 from contract.case import CaseStage, SupplementMaterials, case_workflow_id
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from contract.rating import Rate
 from settings import ROOT
 from tests.builders import application

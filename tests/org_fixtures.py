@@ -24,3 +24,17 @@ for principal, path in (("hallflow-cli", CLI_KEY), ("hallflow", WORKER_KEY)):
 os.environ["HALLFLOW_KEYS_FILE"] = str(PUBLIC_KEYS)
 os.environ["HALLFLOW_SIGNING_KEY"] = str(CLI_KEY)
 os.environ["HALLFLOW_WORKER_KEY"] = str(WORKER_KEY)
+
+# Data keys: a fixed test key kept in the repository (tests/keys), so that the recorded replay
+# histories, encrypted with it, stay readable. Never a deployment's key.
+TEST_DATA_KEYS = Path(__file__).resolve().parent / "keys" / "data-test.toml"
+os.environ["HALLFLOW_DATA_KEYS_FILE"] = str(TEST_DATA_KEYS)
+os.environ.pop("HALLFLOW_DATA_KEYS", None)
+os.environ.pop("HALLFLOW_CIPHER", None)
+
+# Every test client, worker and replayer encrypts and decrypts as production does.
+from contract.converter import data_converter as _plain  # noqa: E402
+from security.codec import encrypted  # noqa: E402
+from security.data_keys import parse  # noqa: E402
+
+data_converter = encrypted(_plain, parse(TEST_DATA_KEYS.read_text(encoding="utf-8"), str(TEST_DATA_KEYS)))

@@ -31,7 +31,7 @@ from contract.approval import DepartmentOpinion, Resubmit, Review, Vote
 from contract.rating import Rate, Rectify, Verify
 from contract.suggestion import Reclassify, Respond
 from contract.case import Applicant, CaseApplication, CaseStage, SupplementMaterials, Withdraw
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from contract.matter import Matter
 from settings import ROOT
 from tests.builders import WEDNESDAY_BEFORE_NATIONAL_DAY, application, start_case

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import pytest_asyncio
 from temporalio.client import Client
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 

@@ -10,7 +10,7 @@ import sys
 from temporalio.testing import WorkflowEnvironment
 
 from contract import search
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from settings import ROOT
 from tests.temporal_fixtures import BIN
 

@@ -16,7 +16,7 @@ from activities.org import DirectoryError, load_directory
 from contract.approval import DepartmentOpinion, Review, Transfer, Urge
 from contract.assertion import HEADER
 from contract.case import CaseStage, case_workflow_id
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from contract.org import DirectoryChange
 from contract.rating import ConfirmSetAside, Verify
 from contract.risk import Acknowledge

@@ -14,7 +14,7 @@ from temporalio.client import Client
 from activities.catalog import load_catalog
 from contract.approval import Review
 from contract.case import CaseStage, case_workflow_id
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from contract.org import APPLICANT
 from contract.rating import Rate, Verify
 from contract.risk import Acknowledge, RiskReport, SubmitPlan, risk_workflow_id

@@ -29,7 +29,7 @@ from activities.risk import RiskActivities, load_risk_policy
 from activities.store import Store
 from contract import search
 from contract.case import Applicant, CaseRegistration, case_workflow_id
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from contract.records import BrokenCommitment, Notice
 from contract.risk import Level, RiskEntry, RiskState
 from contract.suggestion import Publication, PublicationRecord

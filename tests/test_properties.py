@@ -96,7 +96,7 @@ from contract.case import (
     Withdraw,
     case_workflow_id,
 )
-from contract.converter import data_converter
+from tests.org_fixtures import data_converter
 from contract.org import APPLICANT, SYSTEM_ACTOR, Role
 from contract.rating import (
     ConfirmSetAside,

@@ -19,7 +19,8 @@ from temporalio.workflow import NondeterminismError
 # The sandbox re-imports this module for the workflows defined below: pass the rest through.
 with workflow.unsafe.imports_passed_through():
     from contract.case import CaseApplication, CaseOutcome
-    from contract.converter import Unreadable, data_converter
+    from contract.converter import Unreadable
+    from tests.org_fixtures import data_converter
     from tests.record_histories import SCENARIOS
     from worker import INTERCEPTORS, WORKFLOWS
     from workflows import activities as act
