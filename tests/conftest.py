@@ -4,7 +4,9 @@ import inspect
 
 import pytest
 
-pytest_plugins = ["tests.org_fixtures", "tests.db_fixtures", "tests.temporal_fixtures", "tests.e2e_fixtures"]
+pytest_plugins = [
+    "tests.org_fixtures", "tests.db_fixtures", "tests.temporal_fixtures", "tests.e2e_fixtures", "tests.codec_fixtures",
+]
 
 # A wedged async test is cancelled inside its own event loop after this long, so its fixtures
 # (worker, test server) shut down and the next test starts clean. pytest-timeout (pyproject.toml,
