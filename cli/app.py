@@ -3,7 +3,7 @@ answer for people by default, `-o json` for scripts, and the exit codes scripts 
 
 from typer import Typer
 
-from cli import admin, audit, case, directory, feedback, operator, risk, sign
+from cli import admin, audit, case, codec, directory, feedback, operator, risk, sign
 from cli.calls import DONE, REFUSED, Refused
 from cli.render import refusal
 from logs import configure_logging
@@ -25,6 +25,8 @@ admin.app.add_typer(directory.app, name="directory")
 # Top level, not in a group: it sends nothing, it signs a header for the temporal CLI's own commands.
 app.command("sign")(sign.sign)
 app.add_typer(audit.app, name="audit")
+# Top level too: a server in the foreground, for the Web UI and the temporal CLI to decode payloads.
+app.command("codec-server")(codec.codec_server)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,37 @@
+"""`starter.py codec-server`: the codec server (security/codec_server.py) in the foreground, for the
+Web UI (`--ui-codec-endpoint`) and the temporal CLI (`--codec-endpoint`, `--codec-auth`).
+
+    python starter.py codec-server                       # HALLFLOW_CODEC_HOST:HALLFLOW_CODEC_PORT
+    python starter.py codec-server --port 9234           # flags win over the settings
+"""
+
+from typing import Annotated
+
+import typer
+
+from cli.calls import BAD_INPUT, Refused
+from settings import get_settings
+
+
+def codec_server(
+    host: Annotated[
+        str | None, typer.Option(help="address to bind (default: HALLFLOW_CODEC_HOST, 127.0.0.1)")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(min=0, max=65535, help="port (default: HALLFLOW_CODEC_PORT, 8234)")
+    ] = None,
+) -> None:
+    """Decode (and encode) payloads for whoever holds the token; runs until interrupted."""
+    import uvicorn
+
+    from security.codec_server import app, log, origins, read_token
+    from security.data_keys import DataKeyError, load
+
+    settings = get_settings()
+    host, port = host or settings.codec_host, settings.codec_port if port is None else port
+    try:  # what is missing is said before anything binds: no keys file, no token, a short token
+        server = app(load(settings), read_token(settings), origins(settings))
+    except (DataKeyError, OSError, ValueError) as err:
+        raise Refused(str(err), BAD_INPUT) from None
+    log.info("codec_server_started", host=host, port=port, origins=origins(settings))
+    uvicorn.run(server, host=host, port=port, log_level="warning", access_log=False)
