@@ -89,8 +89,11 @@ def hall_worker(sqlite_store: Store, catalog):
     """Start a worker with every hallflow activity (real SQLite store) on a fresh task queue."""
 
     @asynccontextmanager
-    async def start(client: Client, store: Store | None = None, calendar_dir: Path = TEST_CALENDAR):
-        task_queue = f"hallflow-test-{uuid.uuid4()}"
+    async def start(client: Client, store: Store | None = None, calendar_dir: Path = TEST_CALENDAR, task_queue: str | None = None,
+              cache: bool = True):
+        """cache=False: no sticky queue, so that another worker can take the task queue's cases over
+        at once (the time-skipping server does not move a dead worker's sticky tasks)."""
+        task_queue = task_queue or f"hallflow-test-{uuid.uuid4()}"
         activities = hallflow_activities(
             store or sqlite_store,
             CalendarActivities(Calendar.load(calendar_dir), calendar_dir),
@@ -101,7 +104,8 @@ def hall_worker(sqlite_store: Store, catalog):
         try:
             with ThreadPoolExecutor(max_workers=8) as executor:
                 async with Worker(
-                    client, task_queue=task_queue, workflows=WORKFLOWS, interceptors=INTERCEPTORS, activities=activities, activity_executor=executor
+                    client, task_queue=task_queue, workflows=WORKFLOWS, interceptors=INTERCEPTORS, activities=activities,
+                    activity_executor=executor, **({} if cache else {"max_cached_workflows": 0}),
                 ):
                     yield task_queue
         finally:
