@@ -97,9 +97,11 @@ def encrypted_converter(settings: Settings | None = None):
 async def connect(settings: Settings | None = None, runtime=None, key_file: Path | None = None, actor: str | None = None):
     """A Temporal client speaking hallflow's JSON contract (pydantic models as JSON payloads),
     signing what it sends with `key_file` (default: settings.signing_key) when that file exists.
+    Where and how (TLS, mTLS, API key): security/connection.py, which also reads Temporal's own
+    TEMPORAL_* variables and profile; security.connection.TemporalUnreachable when it fails.
 
     `runtime`: the worker's, which forwards the SDK core's logs (logs.core_runtime)."""
-    from temporalio.client import Client
+    from security.connection import open_client
 
     settings = settings or get_settings()
     key_file = key_file or settings.signing_key
@@ -109,9 +111,8 @@ async def connect(settings: Settings | None = None, runtime=None, key_file: Path
         from security.sender import Signer
 
         interceptors.append(Signer(load_private(key_file), actor or _default_actor(settings.actor)))
-    return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.namespace,
+    return await open_client(
+        settings,
         data_converter=encrypted_converter(settings),
         runtime=runtime,
         interceptors=interceptors,

@@ -129,19 +129,11 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
 
 
 def unreachable_reason(error: str) -> str:
-    """A few words for an operator from the SDK's connection error (a Rust debug string)."""
-    said = error.lower()
-    for needles, reason in (
-        (("connectionrefused", "connection refused"), "connection refused"),
-        (("connect error",), "cannot connect"),
-        (("timed out", "timeout", "deadline"), "timed out"),
-        (("dns", "resolve", "name or service not known"), "host not found"),
-        (("tls", "certificate", "handshake"), "TLS handshake failed"),
-        (("connection reset", "broken pipe", "unavailable"), "connection lost"),
-    ):
-        if any(needle in said for needle in needles):
-            return reason
-    return error[:200]
+    """A few words for an operator from the SDK's connection error (TLS problems named, with the
+    TEMPORAL_* setting to check): security/connection.py, which starter.py shares."""
+    from security.connection import unreachable_reason as reason
+
+    return reason(error)
 
 
 async def stopped(stop: asyncio.Event, seconds: float) -> bool:

@@ -25,6 +25,7 @@ from contract.case import CaseApplication, CaseStatus, case_workflow_id
 from contract.converter import describe
 from contract.risk import RiskReport, risk_workflow_id
 from contract.suggestion import Suggestion, suggestion_workflow_id
+from security.connection import ConnectionConfigError, TemporalUnreachable
 from settings import Settings, connect, get_settings
 from workflows.case import CaseWorkflow
 from workflows.risk import RiskWorkflow
@@ -61,13 +62,17 @@ def check(build, what: str):
 
 
 async def client_for(settings: Settings, actor: str | None = None) -> Client:
+    """Exit 3 when the server cannot be reached or the TLS handshake fails, in one line naming
+    the address it tried and why; exit 2 when the TEMPORAL_* settings or profile are unusable."""
     try:
         return await connect(settings, actor=actor)
+    except ConnectionConfigError as err:
+        raise Refused(str(err), BAD_INPUT) from None
+    except TemporalUnreachable as err:
+        hint = "; is it running? (make run starts one)" if err.reason == "connection refused" else ""
+        raise Refused(f"{err}{hint}", UNREACHABLE) from None
     except RuntimeError as err:
-        raise Refused(
-            f"cannot reach Temporal at {settings.temporal_address} ({err}); is it running? (make run starts one)",
-            UNREACHABLE,
-        ) from None
+        raise Refused(f"cannot reach Temporal at {settings.temporal_address}: {err}", UNREACHABLE) from None
 
 
 T = TypeVar("T")

@@ -6,6 +6,7 @@ import pytest
 
 pytest_plugins = [
     "tests.org_fixtures", "tests.db_fixtures", "tests.temporal_fixtures", "tests.e2e_fixtures", "tests.codec_fixtures",
+    "tests.tls_fixtures",
 ]
 
 # A wedged async test is cancelled inside its own event loop after this long, so its fixtures
