@@ -30,6 +30,7 @@ from contract.org import SYSTEM_ACTOR
 from contract.rating import FeedbackPolicy
 from logs import configure_logging, core_runtime
 from security.keys import load_private
+from security.connection import temporal_connection
 from security.data_keys import load as load_data_keys
 from settings import ROOT, Settings, connect, get_settings
 from workflows.case import CaseWorkflow
@@ -156,7 +157,7 @@ async def connect_when_up(settings: Settings, stop: asyncio.Event) -> Client | N
         except RuntimeError as err:
             log.warning(
                 "temporal_unreachable",
-                address=settings.temporal_address,
+                address=temporal_connection(settings).address,
                 reason=unreachable_reason(str(err)),
                 attempt=attempt,
                 retry_in_s=delay,
@@ -213,10 +214,10 @@ async def main() -> None:
     with ThreadPoolExecutor(max_workers=settings.activity_threads) as executor:
         worker = build_worker(client, settings, executor)
         log.info(
-            "worker_started", address=settings.temporal_address, task_queue=settings.task_queue, build_id=settings.build_id
+            "worker_started", address=temporal_connection(settings).address, task_queue=settings.task_queue, build_id=settings.build_id
         )
         async with worker:
-            watch = asyncio.create_task(watch_server(client, settings.temporal_address, stop))
+            watch = asyncio.create_task(watch_server(client, temporal_connection(settings).address, stop))
             await stop.wait()  # leaving the block drains in-flight tasks, then stops
             await watch
         take_back(settings.task_queue)

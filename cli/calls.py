@@ -45,7 +45,17 @@ class Refused(Exception):
 
 
 def ui_link(settings: Settings, workflow_id: str) -> str:
-    return f"{settings.ui_url}/namespaces/{settings.namespace}/workflows/{workflow_id}"
+    return f"{settings.ui_url}/namespaces/{namespace(settings)}/workflows/{workflow_id}"
+
+
+def namespace(settings: Settings) -> str:
+    """The namespace hallflow connects to: HALLFLOW_NAMESPACE, or Temporal's own settings."""
+    from security.connection import ConnectionConfigError, temporal_connection
+
+    try:
+        return temporal_connection(settings).namespace
+    except ConnectionConfigError:
+        return settings.namespace
 
 
 def codes(text: str | None) -> list[str]:

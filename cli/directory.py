@@ -13,7 +13,7 @@ from activities.org import DirectoryError, load_directory
 from cli import calls, render
 from cli.render import Output, OutputFlag
 from contract.org import Directory, DirectoryChange, Role
-from settings import Settings, connect, get_settings
+from settings import Settings, get_settings
 
 app = typer.Typer(no_args_is_help=True, help="The organisation directory: check it, publish a change.")
 
@@ -55,10 +55,7 @@ def publish(
     types = " OR ".join(f'WorkflowType = "{t}"' for t in WORKFLOW_TYPES)
 
     async def send() -> int:
-        try:
-            client: Client = await connect(settings, actor=by)
-        except RuntimeError as err:
-            raise calls.Refused(f"cannot reach Temporal at {settings.temporal_address} ({err})", calls.UNREACHABLE) from None
+        client: Client = await calls.client_for(settings, actor=by)
         sent = 0
         async for wf in client.list_workflows(f'ExecutionStatus = "Running" AND ({types})'):
             await client.get_workflow_handle(wf.id).signal("directory_changed", change)

@@ -34,7 +34,7 @@ def inbox(
         raise typer.BadParameter("give one of --actor or --department", param_hint="'--actor' / '--department'")
     rows = calls.run(lambda client, settings: calls.inbox(client, settings, actor, department))
     settings = get_settings()
-    base = f"{settings.ui_url}/namespaces/{settings.namespace}/workflows"
+    base = f"{settings.ui_url}/namespaces/{calls.namespace(settings)}/workflows"
     render.reply(output, rows, lambda r: render.inbox(r, actor or department, base))
 
 
