@@ -1,7 +1,7 @@
 """The application database: engine, tables, and the one rule for stored times.
 
 SQLite file by default (development, a single hall), PostgreSQL by URL (production).
-Personal data lives in `applicants` only; every other table holds opaque ids and codes
+Personal data lives in `applicants` only, sealed; every other table holds opaque ids and codes
 (个人信息保护法 §6: minimum personal data). `audit` is append-only: nothing updates or deletes it,
 and each subject's rows are hash-chained (activities/chain.py) so that a change made behind
 hallflow's back shows.
@@ -13,10 +13,15 @@ from pathlib import Path
 from typing import Any, Callable, ParamSpec, TypeVar
 
 import structlog
-from sqlalchemy import JSON, DateTime, Engine, Index, Text, TypeDecorator, create_engine, event, exc, inspect, text
+from sqlalchemy import (
+    JSON, DateTime, Engine, Index, String, Text, TypeDecorator, create_engine, event, exc, inspect, text,
+)
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Field, Session, SQLModel
 from temporalio.exceptions import ApplicationError
+
+from contract.case import Applicant
+from security.sealing import LOOKUP_HEX, sealed_length
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -78,16 +83,27 @@ class CaseRow(SQLModel, table=True):
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
 
+def _longest(field: str) -> int:
+    """The most characters contract/case.py's Applicant allows in `field`."""
+    schema = Applicant.model_json_schema()["properties"][field]
+    return max(choice.get("maxLength", 0) for choice in schema.get("anyOf", [schema]))
+
+
 class ApplicantRow(SQLModel, table=True):
-    """The applicant's personal details: the ONLY table holding personal data."""
+    """The applicant's personal details: the ONLY table holding personal data, and only sealed
+    (security/sealing.py: encrypted with a named data key, bound to this row and column).
+    Each column is as long as the longest value the contract allows, sealed."""
 
     __tablename__ = "applicants"
 
     applicant_id: str = Field(primary_key=True)
     kind: str  # person | enterprise
-    name: str | None = None
-    id_number: str | None = None  # ID card number or unified social credit code
-    phone: str | None = None
+    name_sealed: str | None = Field(default=None, sa_type=String(sealed_length(_longest("name"))))
+    # ID card number or unified social credit code.
+    id_number_sealed: str | None = Field(default=None, sa_type=String(sealed_length(_longest("id_number"))))
+    phone_sealed: str | None = Field(default=None, sa_type=String(sealed_length(_longest("phone"))))
+    # HMAC of the normalised ID number: how a person is found again (broken commitments).
+    id_number_hmac: str | None = Field(default=None, index=True, sa_type=String(LOOKUP_HEX))
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
 
@@ -149,6 +165,9 @@ class BrokenCommitmentRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True)
     applicant_id: str = Field(index=True)
+    # The applicant's ID-number HMAC when it was recorded: the same person under another
+    # applicant id is still found, by hash, never by the number itself.
+    id_number_hmac: str | None = Field(default=None, index=True, sa_type=String(LOOKUP_HEX))
     case_no: str
     at: datetime = Field(sa_type=UtcDateTime)
 
@@ -216,7 +235,7 @@ def make_engine(url: str, connect_args: dict[str, Any] | None = None) -> Engine:
     """An engine for `url`: a SQLite file (its folder is created) or PostgreSQL.
 
     hide_parameters: SQLAlchemy puts a statement's values into its errors and its log lines
-    (at DEBUG), and the applicants table's are an ID number and a phone: never show them.
+    (at DEBUG): never show them (a reason typed at a window, an applicant's sealed details).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -345,6 +364,7 @@ ADDED_COLUMNS = [
     ("audit", "prev_hash", "VARCHAR"),
     ("audit", "hash_alg", "VARCHAR"),
     ("audit", "hash", "VARCHAR"),
+    ("broken_commitments", "id_number_hmac", "VARCHAR(64)"),
 ]
 
 
@@ -364,6 +384,14 @@ AFTER_ADDING: dict[str, Callable[[Connection], None]] = {"audit": _chain_audit}
 def create_tables(engine: Engine) -> None:
     """Create missing tables and add missing columns (called on worker start)."""
     SQLModel.metadata.create_all(engine)
+    if "name_sealed" not in {c["name"] for c in inspect(engine).get_columns("applicants")}:
+        # Made before personal data was sealed: its rows are plaintext, and nothing that old was
+        # released, so there is no migration. Said at start, not by every case's registration.
+        raise RuntimeError(
+            f"{engine.url.render_as_string(hide_password=True)}: the applicants table predates sealed personal "
+            "data and holds it in plaintext; drop it (DROP TABLE applicants), or delete a development database, "
+            "then start again"
+        )
 
     def missing(table: str) -> list[tuple[str, str]]:
         present = {c["name"] for c in inspect(engine).get_columns(table)}

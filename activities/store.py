@@ -4,16 +4,19 @@ Every write is idempotent on the record's `key` (made in the workflow, stable on
 activity retry, or a second attempt running at the same time, finds the first write and adds
 nothing. Audit rows are appended to their subject's hash chain (activities/chain.py).
 The activities are sync (`def`): the worker runs them in its thread pool.
-Logs carry case numbers, codes and keys, never personal data.
+Logs carry case numbers, codes and keys, never personal data. The applicant's details are
+sealed before they reach the database and opened only for `applicant` and `disclose_applicant`
+(security/sealing.py).
 """
 
 from datetime import datetime, timezone
 from typing import Any
+from uuid import uuid4
 
 import structlog
 from sqlalchemy import Engine, or_, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
@@ -29,11 +32,18 @@ from activities.db import (
     transaction,
 )
 from activities.notify import Channel, LogChannel
-from contract.case import CaseRegistration, CaseStage
+from contract.case import Applicant, CaseRegistration, CaseStage, case_workflow_id
 from contract.rating import Rating, RatingRecord
 from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
+from security import data_keys
+from security.aead import Undecryptable
+from security.sealing import Sealer
+from settings import get_settings
 
 log = structlog.get_logger()
+
+SEALED = ("name", "id_number", "phone")  # the applicant's details, each in its `<field>_sealed` column
+SEALED_IN = "applicants"  # part of each value's AAD: stays, should the table ever be renamed
 
 
 def _now() -> datetime:
@@ -68,10 +78,17 @@ def _inserted(session: Session, row: SQLModel) -> bool:
 class Store:
     """The application database as activities. Register the bound methods on the worker."""
 
-    def __init__(self, engine: Engine, channel: Channel | None = None, audit_hash: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        channel: Channel | None = None,
+        audit_hash: str | None = None,
+        keys: data_keys.DataKeys | None = None,
+    ) -> None:
         self.engine = engine
         self.channel: Channel = channel or LogChannel()
         self.audit_hash = audit_hash or chain.configured_algorithm()  # HALLFLOW_AUDIT_HASH
+        self.sealer = Sealer(keys or data_keys.load(get_settings()))  # HALLFLOW_DATA_KEYS(_FILE)
 
     # --- activities -------------------------------------------------------------------------
 
@@ -86,8 +103,6 @@ class Store:
         its own row.
         """
         now = _now()
-        # A detail left out of this application does not erase one known from an earlier case.
-        details = reg.applicant.model_dump(exclude={"applicant_id"}, exclude_none=True)
         facts = {
             "matter_code": reg.matter_code,
             "hall": reg.hall,
@@ -100,8 +115,9 @@ class Store:
         def write(session: Session) -> None:
             person = session.get(ApplicantRow, reg.applicant.applicant_id)
             if person is None:
-                session.add(ApplicantRow(applicant_id=reg.applicant.applicant_id, **details, updated_at=now))
-            elif _assign(person, details):
+                person = ApplicantRow(applicant_id=reg.applicant.applicant_id, kind=reg.applicant.kind, updated_at=now)
+                session.add(person)
+            if self._fill(person, reg.applicant):
                 person.updated_at = now
             session.flush()  # the applicant first: its own conflict is transaction()'s to retry
             row = CaseRow(case_no=reg.case_no, **facts, run_id=reg.run_id, stage=CaseStage.RECEIVED.value, updated_at=now)
@@ -178,15 +194,7 @@ class Store:
     @database_activity
     def record_audit(self, entry: AuditEntry) -> bool:
         """Append an audit entry; False if its key is already recorded."""
-        now = _now()
-
-        def write(session: Session) -> bool:
-            if _key_exists(session, AuditRow, entry.key):
-                return False
-            chain.append(session, self._audit_row(entry, now), self.audit_hash)
-            return True
-
-        written = transaction(self.engine, write, attempts=chain.ATTEMPTS)
+        written = self._append_audit(entry)
         if written:
             log.info(
                 "audit_recorded",
@@ -240,18 +248,35 @@ class Store:
     @activity.defn(name="has_broken_commitment")
     @database_activity
     def has_broken_commitment(self, applicant_id: str) -> bool:
-        """Whether a broken 告知承诺 is on record for the applicant (then no deferral)."""
+        """Whether a broken 告知承诺 is on record for the applicant (then no deferral): under this
+        applicant id, or under any other with the same ID number (found by its HMAC)."""
+        same_person = select(ApplicantRow.id_number_hmac).where(ApplicantRow.applicant_id == applicant_id)
         with Session(self.engine) as session:
             found = session.exec(
-                select(BrokenCommitmentRow.id).where(BrokenCommitmentRow.applicant_id == applicant_id)
+                select(BrokenCommitmentRow.id).where(
+                    or_(
+                        BrokenCommitmentRow.applicant_id == applicant_id,
+                        col(BrokenCommitmentRow.id_number_hmac).in_(same_person.scalar_subquery()),
+                    )
+                )
             ).first()
         return found is not None
 
     @activity.defn(name="record_broken_commitment")
     @database_activity
     def record_broken_commitment(self, record: BrokenCommitment) -> bool:
-        """Record a broken commitment; False if its key is already recorded."""
-        written = self._insert_once(BrokenCommitmentRow(**record.model_dump()))
+        """Record a broken commitment, with the applicant's ID-number HMAC; False if its key is
+        already recorded."""
+
+        def write(session: Session) -> bool:
+            if _key_exists(session, BrokenCommitmentRow, record.key):
+                return False
+            person = session.get(ApplicantRow, record.applicant_id)
+            found_by = person.id_number_hmac if person else None
+            session.add(BrokenCommitmentRow(**record.model_dump(), id_number_hmac=found_by))
+            return True
+
+        written = transaction(self.engine, write)
         if written:
             log.info(
                 "broken_commitment_recorded", case_no=record.case_no, applicant_id=record.applicant_id, key=record.key
@@ -305,12 +330,82 @@ class Store:
             return None if row is None else row.model_dump()
 
     def applicant(self, applicant_id: str) -> dict[str, Any] | None:
-        """Personal details: for the application itself, never for logs or search attributes."""
+        """Personal details, opened: for the application itself, never for logs or search
+        attributes. Undecryptable when a value's key is gone or the value was changed or moved."""
         with Session(self.engine) as session:
             row = session.get(ApplicantRow, applicant_id)
-            return None if row is None else row.model_dump()
+            if row is None:
+                return None
+            details = {field: self._open(row, field) for field in SEALED}
+            return {"applicant_id": row.applicant_id, "kind": row.kind, **details, "updated_at": row.updated_at}
+
+    def disclose_applicant(self, case_no: str, asker: str, reason: str = "") -> dict[str, Any] | None:
+        """The case's applicant's details for `asker`, once who asked and why is on the case's
+        audit trail (`applicant_viewed`, chained like every other row). None, and nothing
+        recorded, when no applicant is on record for the case."""
+        with Session(self.engine) as session:
+            case = session.get(CaseRow, case_no)
+        details = self.applicant(case.applicant_id) if case and case.applicant_id else None
+        if case is None or details is None:
+            return None
+        shown = [field for field in SEALED if details[field] is not None]
+        self._append_audit(
+            AuditEntry(
+                key=f"{case_no}/applicant_viewed/{uuid4().hex}",  # every look is its own row
+                subject_type="case",
+                subject_id=case_no,
+                action="applicant_viewed",
+                actor=asker,
+                reason=reason,
+                at=_now(),
+                workflow_id=case.workflow_id or case_workflow_id(case_no),
+                run_id=case.run_id or "",
+                details={"applicant_id": case.applicant_id, "fields": shown},
+            )
+        )
+        log.info("applicant_disclosed", case_no=case_no, actor=asker, fields=shown)
+        return details
 
     # --- helpers ----------------------------------------------------------------------------
+
+    def _fill(self, person: ApplicantRow, applicant: Applicant) -> bool:
+        """Seal the details that differ from the row's; True if any did. A detail left out of
+        this application does not erase one known from an earlier case, and an unchanged one is
+        not sealed again (a fresh nonce would make a retry look like a change)."""
+        changed = _assign(person, {"kind": applicant.kind})
+        for field in SEALED:
+            value = getattr(applicant, field)
+            if value is None or self._holds(person, field, value):
+                continue
+            setattr(person, f"{field}_sealed", self.sealer.seal(value, SEALED_IN, field, person.applicant_id))
+            if field == "id_number":
+                person.id_number_hmac = self.sealer.lookup(value)
+            changed = True
+        return changed
+
+    def _holds(self, person: ApplicantRow, field: str, value: str) -> bool:
+        try:
+            return self._open(person, field) == value
+        except Undecryptable:
+            # Its key is gone or the value was changed: the application at hand replaces it.
+            log.warning("applicant_detail_undecryptable", applicant_id=person.applicant_id, field=field)
+            return False
+
+    def _open(self, person: ApplicantRow, field: str) -> str | None:
+        sealed = getattr(person, f"{field}_sealed")
+        return None if sealed is None else self.sealer.open(sealed, SEALED_IN, field, person.applicant_id)
+
+    def _append_audit(self, entry: AuditEntry) -> bool:
+        """Append an audit entry to its subject's chain; False if its key is already recorded."""
+        now = _now()
+
+        def write(session: Session) -> bool:
+            if _key_exists(session, AuditRow, entry.key):
+                return False
+            chain.append(session, self._audit_row(entry, now), self.audit_hash)
+            return True
+
+        return transaction(self.engine, write, attempts=chain.ATTEMPTS)
 
     @staticmethod
     def _audit_row(entry: AuditEntry, recorded_at: datetime) -> AuditRow:
@@ -318,7 +413,7 @@ class Store:
         details = entry.model_dump(mode="json")["details"]
         return AuditRow(**entry.model_dump(exclude={"details"}), details=details, recorded_at=recorded_at)
 
-    def _insert_once(self, row: OutboxRow | BrokenCommitmentRow | RatingRow) -> bool:
+    def _insert_once(self, row: OutboxRow | RatingRow) -> bool:
         """Insert the row unless one with its key exists; False when it already did."""
 
         def write(session: Session) -> bool:
