@@ -4,15 +4,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError, field_validator
+from sqlalchemy import exc
 
+from activities.db import failure_reason, make_engine
+from activities.store import Store
 from cli import calls, render
-from cli.calls import BAD_INPUT, Refused, check, codes
+from cli.calls import BAD_INPUT, UNREACHABLE, Refused, check, codes
 from cli.render import Output, OutputFlag
 from contract.approval import DepartmentOpinion, Resubmit, Review, Transfer, Urge, Vote
 from contract.case import Applicant, CaseApplication, SupplementMaterials, Withdraw, case_workflow_id
+from contract.common import Name, Text
 from contract.converter import describe
 from contract.rating import Rate
+from security.aead import Undecryptable
 from settings import get_settings
 from workflows.case import CaseWorkflow
 
@@ -82,10 +87,66 @@ def _application(file: Path | None, given: dict, name, phone, materials, signed:
 
 
 @app.command()
-def status(case_no: CaseNo, output: OutputFlag = Output.text) -> None:
-    """Where a case stands: stage, due dates, working days, what and whom it waits on."""
-    answer = calls.run(lambda client, _: calls.status(client, case_no))
-    render.reply(output, answer, render.case_status)
+def status(
+    case_no: CaseNo,
+    with_applicant: Annotated[
+        bool, typer.Option("--with-applicant", help="also the applicant's name, ID number and phone (audited)")
+    ] = False,
+    by: Annotated[str | None, typer.Option(help="with --with-applicant: who asks (default: HALLFLOW_ACTOR)")] = None,
+    reason: Annotated[str, typer.Option(help="with --with-applicant: why, for the audit trail")] = "",
+    output: OutputFlag = Output.text,
+) -> None:
+    """Where a case stands: stage, due dates, working days, what and whom it waits on.
+
+    No personal details unless --with-applicant: who asked and why goes to the audit trail first."""
+    if not with_applicant:
+        if by is not None or reason:
+            raise Refused("--by and --reason go with --with-applicant", BAD_INPUT)
+        answer = calls.run(lambda client, _: calls.status(client, case_no))
+        render.reply(output, answer, render.case_status)
+        return
+    asker = check(lambda: _Asker(by=by or get_settings().actor, reason=reason), "--by/--reason")
+    answer = calls.run(lambda client, _: calls.status(client, case_no))  # the case exists, or exit 1 here
+    person = _disclose(case_no, asker)
+    if output is Output.json:
+        render.dump({**answer.model_dump(mode="json"), "applicant": person})
+        return
+    who = render.lines([("applicant", person["applicant_id"]), ("name", person["name"]),
+                        ("ID number", person["id_number"]), ("phone", person["phone"])])
+    seen = f"(recorded in the case's audit trail: applicant_viewed by {asker.by})"
+    render.show(render.case_status(answer), "", who, seen)
+
+
+class _Asker(BaseModel):
+    """Who asks for an applicant's details, and why: as the audit trail keeps them."""
+
+    by: Name
+    reason: Text
+
+    @field_validator("by", "reason")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        if "\x00" in value:  # PostgreSQL cannot store it: refused here, not by the database
+            raise ValueError("holds a NUL character")
+        return value
+
+
+def _disclose(case_no: str, asker: _Asker) -> dict:
+    """The applicant's details, once the audit row naming the asker is written (exit 3 when the
+    application database cannot be read or written, 1 when no applicant is on record)."""
+    engine = make_engine(get_settings().database_url)
+    try:
+        person = Store(engine).disclose_applicant(case_no, asker.by, asker.reason)
+    except exc.SQLAlchemyError as err:
+        reason, _ = failure_reason(err)
+        raise Refused(f"cannot read the application database: {reason}", UNREACHABLE) from None
+    except Undecryptable as err:
+        raise Refused(f"case {case_no}: the applicant's details do not decrypt: {err}") from None
+    finally:
+        engine.dispose()
+    if person is None:
+        raise Refused(f"case {case_no}: no applicant details on record")
+    return {k: v for k, v in person.items() if k != "updated_at"}
 
 
 @app.command()
