@@ -139,10 +139,11 @@ def test_every_command_takes_dash_o():
 
     walk(typer.main.get_command(app), [])
     # case, feedback, risk, operator, admin (setup, schema, dev-calendar, keys new, directory
-    # check, directory publish), audit (verify, heads), and sign.
-    assert len(leaves) == 11 + 8 + 7 + 3 + 6 + 2 + 1
-    # `sign` prints the hallflow-actor header line for the temporal CLI's --headers: no data to format.
-    NO_OUTPUT = {"sign"}
+    # check, directory publish, data-key new|use|list), audit (verify, heads), sign and codec-server.
+    assert len(leaves) == 11 + 8 + 7 + 3 + 9 + 2 + 1 + 1
+    # `sign` prints the hallflow-actor header line for the temporal CLI's --headers: no data to
+    # format; `codec-server` serves until stopped.
+    NO_OUTPUT = {"sign", "codec-server"}
     assert NO_OUTPUT <= {path for path, _ in leaves}
     assert [path for path, options in leaves if path not in NO_OUTPUT and not {"-o", "--output"} <= options] == []
 
