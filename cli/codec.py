@@ -22,16 +22,10 @@ def codec_server(
     ] = None,
 ) -> None:
     """Decode (and encode) payloads for whoever holds the token; runs until interrupted."""
-    import uvicorn
+    from security.codec_server import serve
+    from security.data_keys import DataKeyError
 
-    from security.codec_server import app, log, origins, read_token
-    from security.data_keys import DataKeyError, load
-
-    settings = get_settings()
-    host, port = host or settings.codec_host, settings.codec_port if port is None else port
     try:  # what is missing is said before anything binds: no keys file, no token, a short token
-        server = app(load(settings), read_token(settings), origins(settings))
+        serve(get_settings(), host, port)
     except (DataKeyError, OSError, ValueError) as err:
         raise Refused(str(err), BAD_INPUT) from None
-    log.info("codec_server_started", host=host, port=port, origins=origins(settings))
-    uvicorn.run(server, host=host, port=port, log_level="warning", access_log=False)

@@ -111,18 +111,26 @@ def app(keys: DataKeys, token: str, allowed_origins: list[str]) -> Starlette:
     )
 
 
-def main() -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Build the app (raising DataKeyError, OSError or ValueError before anything binds when the
+    keys or the token are missing), then serve until interrupted. host/port override settings."""
     import uvicorn
 
-    from logs import configure_logging
     from security.data_keys import load
+
+    host, port = host or settings.codec_host, settings.codec_port if port is None else port
+    server = app(load(settings), read_token(settings), origins(settings))
+    log.info("codec_server_started", host=host, port=port, origins=origins(settings))
+    uvicorn.run(server, host=host, port=port, log_level="warning", access_log=False)
+
+
+def main() -> None:
+    from logs import configure_logging
     from settings import get_settings
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    server = app(load(settings), read_token(settings), origins(settings))
-    log.info("codec_server_started", host=settings.codec_host, port=settings.codec_port, origins=origins(settings))
-    uvicorn.run(server, host=settings.codec_host, port=settings.codec_port, log_level="warning", access_log=False)
+    serve(settings)
 
 
 if __name__ == "__main__":
