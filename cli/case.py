@@ -131,12 +131,38 @@ class _Asker(BaseModel):
         return value
 
 
+def _entitled(case: dict | None, case_no: str, by: str, settings) -> None:
+    """Only an active officer of the case's hall or of its department sees the applicant: the
+    directory (data/org.toml) says who they are. Who runs the command is not proven here (it reads
+    the database directly): the audit row records whom they named (docs/security.md)."""
+    from datetime import datetime, timezone
+
+    from activities.org import DirectoryError, load_directory
+
+    if case is None:
+        raise Refused(f"case {case_no}: no such case in the application database")
+    try:
+        directory = load_directory(settings.org_file, settings.keys_file)
+    except DirectoryError as err:
+        raise Refused(str(err), BAD_INPUT) from None
+    officer = directory.active(by, datetime.now(timezone.utc))
+    places = [p for p in (case.get("hall"), case.get("department")) if p]
+    if officer is None or not ({officer.hall, officer.department} & set(places)):
+        raise Refused(
+            f"{by} may not see the applicant of case {case_no}: only an active officer of {' or '.join(places)} "
+            "(data/org.toml); say who asks with --by"
+        )
+
+
 def _disclose(case_no: str, asker: _Asker) -> dict:
     """The applicant's details, once the audit row naming the asker is written (exit 3 when the
     application database cannot be read or written, 1 when no applicant is on record)."""
-    engine = make_engine(get_settings().database_url)
+    settings = get_settings()
+    engine = make_engine(settings.database_url)
     try:
-        person = Store(engine).disclose_applicant(case_no, asker.by, asker.reason)
+        store = Store(engine)
+        _entitled(store.case_row(case_no), case_no, asker.by, settings)
+        person = store.disclose_applicant(case_no, asker.by, asker.reason)
     except exc.SQLAlchemyError as err:
         reason, _ = failure_reason(err)
         raise Refused(f"cannot read the application database: {reason}", UNREACHABLE) from None

@@ -188,6 +188,13 @@ def test_case_status_shows_the_applicant_only_when_asked_and_audits_who_asked(ha
     verified = hall("audit", "verify", "--case", case_no)
     assert verified.returncode == 0, verified.stdout + verified.stderr
 
+    # Only an active officer of the case's hall or department: the directory says who they are.
+    for outsider in ("tax-01", "officer-nobody"):
+        refused = hall("case", "status", case_no, "--with-applicant", "--by", outsider)
+        assert refused.returncode == 1 and f"{outsider} may not see the applicant" in refused.stderr, refused.stderr
+        assert leaks(refused.stdout.encode(), personal) == []
+    assert len(viewed()) == 2
+
     misused = hall("case", "status", case_no, "--by", "officer-li")
     assert misused.returncode == 2 and "--with-applicant" in misused.stderr
     unknown = hall("case", "status", f"NONE-{run}", "--with-applicant", "--by", "officer-li")
