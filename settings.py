@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     # Worker tuning: bounded cache keeps memory flat however many cases are open.
     max_cached_workflows: int = Field(default=1000, ge=0)
     activity_threads: int = Field(default=16, ge=1)
+    # The worker's Prometheus endpoint (http://host:port/metrics): the SDK's metrics and
+    # hallflow's (activities/metrics.py). Loopback by default; 0.0.0.0 where Prometheus scrapes
+    # from elsewhere (a pod). Port 0 turns it off.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = Field(default=9464, ge=0, le=65535)
 
 
 @lru_cache
