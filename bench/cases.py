@@ -310,13 +310,15 @@ def _range(values: list[int], closed: bool = True) -> str:
         return "–"
     low, high = min(values), max(values)
     text = str(low) if low == high else f"{low}–{high}"
-    return text if closed else f"{text}+"
+    return text if closed else f"≥{text}"
 
 
 def activities(h: dict) -> str:
     """Activities per case, and local activities (a marker event each) when there are any."""
-    text = _range(h["activities"], h["closed"])
-    return text if not any(h["local_activities"]) else f"{text} + {_range(h['local_activities'], h['closed'])} local"
+    text = _range(h["activities"])
+    if any(h["local_activities"]):
+        text += f" + {_range(h['local_activities'])} local"
+    return text if h["closed"] else f"≥ {text}"
 
 
 def _row(cells: list) -> str:
@@ -378,7 +380,7 @@ def markdown(result: dict) -> str:
             f"Update p50 d/b {r['update_p50_d_vs_b']}×"
         )
         if not all(v["history"]["closed"] for v in arms.values()):
-            parts.append("n+: the sampled cases were still open (--close-wait), so their histories were to grow")
+            parts.append("≥: the sampled cases were still open (--close-wait): their histories would have grown")
         busy = {k: v["other_cpu_share"] for k, v in arms.items() if v["other_cpu_share"] > 0.1}
         if busy:
             parts.append(f"other processes used over 10 % of the CPUs during {', '.join(busy)}: rerun on a quiet machine")
