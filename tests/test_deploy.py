@@ -44,9 +44,6 @@ ENVCONFIG = {
 ENVCONFIG_PREFIX = "TEMPORAL_GRPC_META_"
 # Set for Temporal's own Web UI image, not read by hallflow.
 TEMPORAL_UI_SETTINGS = {"TEMPORAL_CODEC_INCLUDE_CREDENTIALS"}
-# The worker's metrics endpoint, another part of issue 15, not yet in settings.py: drop these two
-# once Settings has metrics_host and metrics_port.
-AWAITED_SETTINGS = {"HALLFLOW_METRICS_HOST", "HALLFLOW_METRICS_PORT"}
 # Process-level variables a hallflow container may carry besides settings (deploy/entrypoint.sh).
 PROCESS_VARIABLES = {"PGPASSWORD_FILE"}
 
@@ -183,7 +180,7 @@ def test_every_yaml_file_in_deploy_parses():
 
 
 def test_every_setting_named_in_deploy_is_one_that_hallflow_or_temporal_reads():
-    known_hallflow = settings_env() | AWAITED_SETTINGS
+    known_hallflow = settings_env()
     known_temporal = ENVCONFIG | TEMPORAL_UI_SETTINGS
     unknown = set()
     for path in deploy_files():
@@ -198,7 +195,7 @@ def test_every_setting_named_in_deploy_is_one_that_hallflow_or_temporal_reads():
 
 
 def test_a_hallflow_container_is_given_only_settings_hallflow_reads():
-    allowed = settings_env() | AWAITED_SETTINGS | ENVCONFIG | PROCESS_VARIABLES
+    allowed = settings_env() | ENVCONFIG | PROCESS_VARIABLES
     given = {}
     for component, _, container in hallflow_pods():
         given[f"k8s {component}"] = set(container_env(container)) - set(image_env())
