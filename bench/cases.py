@@ -45,6 +45,7 @@ from settings import ROOT, connect
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SAMPLES = 3  # histories read per arm
+IDLE_S = 3.0
 # The issue's targets (issue 15).
 TARGET_FULL_EVENTS, TARGET_AUTOMATIC_EVENTS = 60, 25
 TARGET_CPU_RATIO, TARGET_UPDATE_RATIO, TARGET_RSS_MB, TARGET_OPEN = 3.0, 2.0, 250, 10_000
@@ -214,6 +215,11 @@ async def run_arms(args, rig: Rig, driver: Driver, rss: PeakRss) -> dict:
     # hallflow's stay open in their rating window (rated, they would end inside round 1).
     for key in ARMS:
         await driver.arm(key, "warm", 1, 1, **({"rate": False} if key in ("c", "d") else {}))
+    # What the processes use doing nothing (pollers, the server's own timers), for scale.
+    before = cpu(rig)
+    await asyncio.sleep(IDLE_S)
+    after = cpu(rig)
+    idle = {name: round((after[name] - before[name]) * 1000 / IDLE_S, 1) for name in ("server", "worker", "bare")}
     per_round = [args.cases // args.rounds + (r < args.cases % args.rounds) for r in range(args.rounds)]
     runs: dict[str, list[Arm]] = {key: [] for key in ARMS}
     deltas: dict[str, list[dict]] = {key: [] for key in ARMS}
@@ -239,7 +245,7 @@ async def run_arms(args, rig: Rig, driver: Driver, rss: PeakRss) -> dict:
         samples[key] = await asyncio.gather(*(history(driver.hallflow, wid, args.close_wait) for wid in sampled))
     codec = driver.hallflow.data_converter.payload_codec
     arms = {key: summarize(key, runs[key], deltas[key], peaks[key], samples[key], codec) for key in ARMS}
-    return {"arms": arms, "ratios": ratios(arms), "drain_s": round(drained, 1)}
+    return {"arms": arms, "ratios": ratios(arms), "idle_cpu_ms_per_s": idle, "drain_s": round(drained, 1)}
 
 
 async def run_open_cases(args, rig: Rig, driver: Driver, rss: PeakRss) -> dict:
@@ -379,6 +385,8 @@ def markdown(result: dict) -> str:
             f"hallflow / bare: CPU (server + worker) per case c/a {r['cpu_c_vs_a']}×, d/a {r['cpu_d_vs_a']}×; "
             f"Update p50 d/b {r['update_p50_d_vs_b']}×"
         )
+        i = result["idle_cpu_ms_per_s"]
+        parts.append(f"idle, for scale: server {i['server']} ms/s, worker.py {i['worker']} ms/s, bare worker {i['bare']} ms/s")
         if not all(v["history"]["closed"] for v in arms.values()):
             parts.append("≥: the sampled cases were still open (--close-wait): their histories would have grown")
         busy = {k: v["other_cpu_share"] for k, v in arms.items() if v["other_cpu_share"] > 0.1}
