@@ -109,17 +109,48 @@ LISTED = {"CaseStage": "case-CLI-0001", "RiskLevel": "risk-CLI-R1"}
 
 
 @pytest.mark.timeout(300)  # about 40 blocks, most signing with a fresh `python starter.py sign`
-def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
-    """docs/integration.md's CLI blocks, run in order with the `temporal` CLI, as an integrator would."""
+def test_every_cli_example_in_the_integration_doc_works(hall, dev_server, codec_server, tmp_path):
+    """docs/integration.md's CLI blocks, run in order with the `temporal` CLI and hallflow's codec
+    server, as an integrator would."""
+    import base64
     import re
+
+    codec_flags = '--codec-endpoint "$CODEC_ENDPOINT" --codec-auth "$CODEC_AUTH"'
+    encrypted = "binary/encrypted"
+
+    def history(workflow_id: str, *codec: str) -> list[dict]:
+        """The workflow's events as `temporal workflow show -o json` prints them (payloads in base64)."""
+        shown = subprocess.run(["temporal", "workflow", "show", "--workflow-id", workflow_id, "-o", "json", *codec],
+                               cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert shown.returncode == 0, shown.stderr
+        return json.loads(shown.stdout)["events"]
+
+    def encoding(payload: dict) -> str:
+        return base64.b64decode(payload["metadata"]["encoding"]).decode()
 
     doc = (ROOT / "docs" / "integration.md").read_text(encoding="utf-8")
     blocks = re.findall(r"<!-- cli-example -->\n```sh\n(.*?)```", doc, re.S)
     assert len(blocks) >= 35
+    # The setup block, as written, names make run's codec server: the Makefile's port and token file.
+    [setup] = re.findall(r"<!-- cli-setup -->\n```sh\n(.*?)```", doc, re.S)
+    (tmp_path / "var" / "keys").mkdir(parents=True)
+    (tmp_path / "var" / "keys" / "codec-token").write_text("token-from-make-keys\n", encoding="utf-8")
+    shown = subprocess.run(["bash", "-c", setup + 'echo "$CODEC_ENDPOINT|$CODEC_AUTH"'], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=30)
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^CODEC_TOKEN := \$\(VAR\)/keys/codec-token$", makefile, re.M) and re.search(r"^VAR := var$", makefile, re.M)
+    port = re.search(r"^CODEC_PORT \?= (\d+)$", makefile, re.M).group(1)
+    assert shown.stdout == f"http://127.0.0.1:{port}|Bearer token-from-make-keys\n", shown.stderr
+    # Every command that sends or shows payloads goes through the codec server; a list shows none.
+    for block in blocks:
+        assert block.count(codec_flags) == block.count("temporal workflow ") - block.count("temporal workflow list"), block
     env = {
         **os.environ,
         "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
         "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+        # What the setup block sets under make run, here for the test's own codec server.
+        "CODEC_ENDPOINT": codec_server.url,
+        "CODEC_AUTH": codec_server.auth,
         # The signal twins go from hallflow's Python client (the CLI does not send their headers).
         "HALLFLOW_TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
     }
@@ -156,6 +187,24 @@ def test_every_cli_example_in_the_integration_doc_works(hall, dev_server):
     assert "stage:answered" in outputs["respond suggestion-CLI-S1"] and "complexity:complex" in outputs["respond suggestion-CLI-S1"]
     assert "stage:rectified" in outputs["rectify rectification-CLI-0003"]
     assert "risk-CLI-R1" in outputs["list 3"] and "state:resolved" in outputs["resolve risk-CLI-R1"] and "stage:set_aside" in outputs["confirm_set_aside rectification-CLI-0004"]
+    # Every answer was shown decrypted (an encrypted one prints its encoding in base64).
+    assert not [key for key, out in outputs.items() if base64.b64encode(encrypted.encode()).decode() in out]
+
+    # What the CLI sent is in the history only encrypted, its --headers included (the worker
+    # decrypted the assertion and let the message in); through the codec it reads as sent.
+    events = history("case-CLI-0001")
+    started = events[0]["workflowExecutionStartedEventAttributes"]
+    assert encoding(started["input"]["payloads"][0]) == encrypted
+    assert encoding(started["header"]["fields"]["hallflow-actor"]) == encrypted
+    updates = [e["workflowExecutionUpdateAcceptedEventAttributes"]["acceptedRequest"]["input"]
+               for e in events if e["eventType"] == "EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED"]
+    assert len(updates) >= 9  # supplement, urge, transfer, two reviews, resubmit, two votes, the rating
+    assert {encoding(p) for u in updates for p in u["args"]["payloads"]} == {encrypted}
+    assert {encoding(u["header"]["fields"]["hallflow-actor"]) for u in updates} == {encrypted}
+    decoded = history("case-CLI-0001", "--codec-endpoint", codec_server.url, "--codec-auth", codec_server.auth)
+    application = decoded[0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+    assert encoding(application) == "json/plain"
+    assert json.loads(base64.b64decode(application["data"]))["commitment_signed"] is True
 
 
 def test_a_bad_rating_is_rectified_by_the_department_through_starter(hall):
