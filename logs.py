@@ -80,18 +80,34 @@ class CoreLogs(logging.Filter):
         return True
 
 
-def core_runtime():
+def core_runtime(metrics_address: str | None = None):
     """A Temporal runtime whose core logs (warnings and up) go through `logging`, so they come out
-    as JSON with ours instead of as the core's own text on stderr. Pass it to Client.connect."""
-    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+    as JSON with ours instead of as the core's own text on stderr. Pass it to Client.connect.
+
+    With `metrics_address` (host:port) it also serves Prometheus metrics there: the SDK's own and
+    hallflow's (activities/metrics.py). An address it cannot bind (another worker on this host
+    has it) is logged and the worker runs without metrics: cases go on; Prometheus sees the
+    target down."""
+    from temporalio.runtime import (
+        LogForwardingConfig, LoggingConfig, PrometheusConfig, Runtime, TelemetryConfig, TelemetryFilter,
+    )
 
     core = logging.getLogger("temporalio.core")
     core.addFilter(CoreLogs())
-    forwarding = LogForwardingConfig(
-        logger=core, append_target_to_name=False, prepend_target_on_message=False, append_log_fields_to_message=False
-    )
-    return Runtime(
-        telemetry=TelemetryConfig(
-            logging=LoggingConfig(filter=TelemetryFilter(core_level="WARN", other_level="ERROR"), forwarding=forwarding)
+
+    def telemetry(metrics: PrometheusConfig | None) -> TelemetryConfig:
+        forwarding = LogForwardingConfig(
+            logger=core,
+            append_target_to_name=False,
+            prepend_target_on_message=False,
+            append_log_fields_to_message=False,
         )
-    )
+        levels = TelemetryFilter(core_level="WARN", other_level="ERROR")
+        return TelemetryConfig(logging=LoggingConfig(filter=levels, forwarding=forwarding), metrics=metrics)
+
+    if metrics_address:
+        try:
+            return Runtime(telemetry=telemetry(PrometheusConfig(bind_address=metrics_address)))
+        except ValueError as err:  # the SDK's words: "Failed starting Prometheus exporter: Address already in use"
+            structlog.get_logger().warning("metrics_unavailable", address=metrics_address, reason=str(err))
+    return Runtime(telemetry=telemetry(None))

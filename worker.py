@@ -15,6 +15,7 @@ from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
 
+from activities import metrics
 from activities.calendar import Calendar, CalendarActivities
 from activities.catalog import CatalogActivities, load_catalog
 from activities.db import create_tables, make_engine
@@ -83,6 +84,7 @@ def build_activities(settings: Settings, client: Client) -> list:
     directory stops the worker."""
     engine = make_engine(settings.database_url)
     create_tables(engine)
+    metrics.count_commits(client, engine)  # audit rows and ratings as they commit (activities/metrics.py)
     catalog = load_catalog(settings.catalog_file)
     directory = load_directory(settings.org_file, settings.keys_file, catalog)
     store = Store(engine, LogChannel())
@@ -125,7 +127,7 @@ def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecuto
         max_concurrent_activities=settings.activity_threads,
         max_cached_workflows=settings.max_cached_workflows,
         deployment_config=deployment(settings),
-        interceptors=INTERCEPTORS,
+        interceptors=[*INTERCEPTORS, *metrics.interceptors(client)],
     )
 
 
@@ -149,7 +151,7 @@ async def stopped(stop: asyncio.Event, seconds: float) -> bool:
 async def connect_when_up(settings: Settings, stop: asyncio.Event) -> Client | None:
     """Connect, trying again while the server cannot be reached, one log line per attempt
     naming the address (a worker may start before its server); None when stopped meanwhile."""
-    delay, runtime = 1.0, core_runtime()
+    delay, runtime = 1.0, core_runtime(metrics.bind_address(settings.metrics_host, settings.metrics_port))
     for attempt in itertools.count(1):
         try:
             # The worker's own client (ratings to the watch) signs as hallflow, with the worker's key.
@@ -218,8 +220,9 @@ async def main() -> None:
         )
         async with worker:
             watch = asyncio.create_task(watch_server(client, temporal_connection(settings).address, stop))
+            gauges = asyncio.create_task(metrics.refresh_state(client, settings, stop))  # open cases, risks, backlog
             await stop.wait()  # leaving the block drains in-flight tasks, then stops
-            await watch
+            await asyncio.gather(watch, gauges)
         take_back(settings.task_queue)
         log.info("worker_stopped")
 
