@@ -106,6 +106,8 @@ async def connect(settings: Settings | None = None, runtime=None, key_file: Path
     TEMPORAL_* variables and profile; security.connection.TemporalUnreachable when it fails.
 
     `runtime`: the worker's, which forwards the SDK core's logs (logs.core_runtime)."""
+    from temporalio.common import HeaderCodecBehavior
+
     from security.connection import open_client
 
     settings = settings or get_settings()
@@ -121,4 +123,7 @@ async def connect(settings: Settings | None = None, runtime=None, key_file: Path
         data_converter=encrypted_converter(settings),
         runtime=runtime,
         interceptors=interceptors,
+        # The worker reads each message's hallflow-actor header through the codec: the temporal
+        # CLI with --codec-endpoint encrypts --headers values; a plain header passes as it is.
+        header_codec_behavior=HeaderCodecBehavior.WORKFLOW_ONLY_CODEC,
     )

@@ -50,7 +50,7 @@ def test_sign_puts_both_assertions_of_an_update_with_start_in_one_header():
 
 
 @pytest.mark.e2e
-def test_an_update_not_signed_for_itself_or_by_someone_not_allowed_is_refused_and_audited(hall, dev_server):
+def test_an_update_not_signed_for_itself_or_by_someone_not_allowed_is_refused_and_audited(hall, dev_server, codec_server):
     case_no = f"SIG-{time.time_ns()}"
     started = hall(
         "case", "start", "--case-no", case_no, "--matter", "real-estate-registration", "--hall", "hall-central",
@@ -62,7 +62,9 @@ def test_an_update_not_signed_for_itself_or_by_someone_not_allowed_is_refused_an
     assert wait_for(lambda: stage_of(hall, case_no) == "consulting")
     workflow_id = f"case-{case_no}"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host}
+           "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+           # As docs/integration.md sends: through the codec server (the CLI's own variables).
+           "TEMPORAL_CODEC_ENDPOINT": codec_server.url, "TEMPORAL_CODEC_AUTH": codec_server.auth}
 
     def sign(actor: str, body: str, message: str = "department_opinion", workflow: str = workflow_id) -> str:
         return _header(hall("sign", "--actor", actor, "--workflow-id", workflow, "--message", message, "--input", body))
@@ -113,7 +115,7 @@ def test_an_update_not_signed_for_itself_or_by_someone_not_allowed_is_refused_an
 
 
 @pytest.mark.e2e
-def test_the_temporal_cli_sends_no_header_with_a_signal_so_its_twins_are_refused(hall, dev_server):
+def test_the_temporal_cli_sends_no_header_with_a_signal_so_its_twins_are_refused(hall, dev_server, codec_server):
     """integration.md says so, and sends twins from a signed SDK client instead: this fails, and
     the doc should change, the day the CLI starts sending `--headers` with a signal."""
     case_no = f"SIG-{time.time_ns()}"
@@ -129,7 +131,9 @@ def test_the_temporal_cli_sends_no_header_with_a_signal_so_its_twins_are_refused
     header = _header(hall("sign", "--actor", "hall-central", "--workflow-id", f"case-{case_no}",
                           "--message", "urge_signal", "--input", body))
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host}
+           "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
+           # As docs/integration.md sends: through the codec server (the CLI's own variables).
+           "TEMPORAL_CODEC_ENDPOINT": codec_server.url, "TEMPORAL_CODEC_AUTH": codec_server.auth}
     sent = subprocess.run(
         ["temporal", "workflow", "signal", "--workflow-id", f"case-{case_no}", "--name", "urge_signal",
          "--input", body, "--headers", header],
