@@ -383,7 +383,14 @@ AFTER_ADDING: dict[str, Callable[[Connection], None]] = {"audit": _chain_audit}
 
 def create_tables(engine: Engine) -> None:
     """Create missing tables and add missing columns (called on worker start)."""
-    SQLModel.metadata.create_all(engine)
+    if engine.dialect.name == "postgresql":
+        # Replicas starting together on a new database: one creates, the others wait and find it
+        # made (create_all checks, then creates; two at once collide on the catalog).
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended('hallflow create_tables', 0))"))
+            SQLModel.metadata.create_all(conn)
+    else:
+        SQLModel.metadata.create_all(engine)
     if "name_sealed" not in {c["name"] for c in inspect(engine).get_columns("applicants")}:
         # Made before personal data was sealed: its rows are plaintext, and nothing that old was
         # released, so there is no migration. Said at start, not by every case's registration.

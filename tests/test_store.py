@@ -1,6 +1,7 @@
 """The store's activities on a SQLite file and on PostgreSQL (fixtures in tests/db_fixtures.py)."""
 
 import threading
+import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -314,3 +315,28 @@ def test_sqlite_engine_creates_its_folder_and_uses_wal(tmp_path) -> None:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
     assert (tmp_path / "a" / "b" / "hallflow.db").exists()
     engine.dispose()
+
+
+def test_replicas_starting_together_on_a_new_postgresql_database_both_start():
+    """Two workers' create_tables at the same moment on an empty schema: neither fails."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sqlalchemy import create_engine, text
+
+    from activities.db import create_tables, make_engine
+    from tests.db_fixtures import PG_URL
+
+    schema = f"hallflow_race_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    engines = [make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"}) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(engines)) as pool:
+            assert [f.exception() for f in [pool.submit(create_tables, e) for e in engines]] == [None] * len(engines)
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
