@@ -74,6 +74,7 @@ def hallflow_activities(
         store.record_case_event,
         store.record_audit,
         store.notify,
+        store.record_step,
         store.has_broken_commitment,
         store.record_broken_commitment,
     ]

@@ -34,7 +34,7 @@ from activities.db import (
 from activities.notify import Channel, LogChannel
 from contract.case import Applicant, CaseRegistration, CaseStage, case_workflow_id
 from contract.rating import Rating, RatingRecord
-from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
+from contract.records import AuditEntry, BrokenCommitment, CaseEvent, CaseSnapshot, Notice, Step
 from security import data_keys
 from security.aead import Undecryptable
 from security.sealing import Sealer
@@ -44,6 +44,15 @@ log = structlog.get_logger()
 
 SEALED = ("name", "id_number", "phone")  # the applicant's details, each in its `<field>_sealed` column
 SEALED_IN = "applicants"  # part of each value's AAD: stays, should the table ever be renamed
+
+
+def _aware(snapshot: CaseSnapshot) -> None:
+    naive = [name for name, value in snapshot if isinstance(value, datetime) and value.tzinfo is None]
+    if naive:
+        # Retrying cannot fix the input; fail the activity at once, naming the fields.
+        raise ApplicationError(
+            f"case snapshot has naive datetimes: {', '.join(naive)}", type="NaiveDatetime", non_retryable=True
+        )
 
 
 def _now() -> datetime:
@@ -162,12 +171,7 @@ class Store:
         False when the entry was already recorded (a retry): the case row is then left alone.
         """
         audit, snapshot = event.audit, event.case
-        naive = [name for name, value in snapshot if isinstance(value, datetime) and value.tzinfo is None]
-        if naive:
-            # Retrying cannot fix the input; fail the activity at once, naming the fields.
-            raise ApplicationError(
-                f"case snapshot has naive datetimes: {', '.join(naive)}", type="NaiveDatetime", non_retryable=True
-            )
+        _aware(snapshot)
         now = _now()
 
         def write(session: Session) -> bool:
@@ -218,6 +222,60 @@ class Store:
         """
         row = OutboxRow(**notice.model_dump(), channel=self.channel.name)
         self._insert_once(row)  # committed first: an unsent notice stays visible as pending
+        return self._dispatch(notice)
+
+    @activity.defn(name="record_step")
+    @database_activity
+    def record_step(self, step: Step) -> int:
+        """Write what one moment of a workflow leaves behind (contract.records.Step): the
+        registration, rating and broken commitment each by their own keyed write, then every
+        audit row, the case row and the notices' outbox rows in one transaction; then hand each
+        notice to its channel at most once (as `notify`). The number of audit rows written now."""
+        if step.registration is not None:
+            self.register_case(step.registration)
+        if step.rating is not None:
+            self.record_rating(step.rating)
+        if step.broken_commitment is not None:
+            self.record_broken_commitment(step.broken_commitment)
+        for event in step.case_events:
+            _aware(event.case)
+        now = _now()
+
+        def write(session: Session) -> int:
+            written = 0
+            for audit, snapshot in [(e.audit, e.case) for e in step.case_events] + [(e, None) for e in step.entries]:
+                if _key_exists(session, AuditRow, audit.key):
+                    continue  # a retry: this row, and the case row it came with, are in already
+                chain.append(session, self._audit_row(audit, now), self.audit_hash)
+                written += 1
+                if snapshot is not None:
+                    state = snapshot.model_dump(exclude={"case_no"})
+                    case = session.get(CaseRow, snapshot.case_no)
+                    if case is None:
+                        session.add(CaseRow(case_no=snapshot.case_no, workflow_id=audit.workflow_id, **state, updated_at=now))
+                    elif _assign(case, state):
+                        case.updated_at = now
+            for notice in step.notices:
+                if not _key_exists(session, OutboxRow, notice.key):
+                    session.add(OutboxRow(**notice.model_dump(), channel=self.channel.name))
+            return written
+
+        written = transaction(self.engine, write, attempts=chain.ATTEMPTS)
+        for notice in step.notices:
+            self._dispatch(notice)
+        subject = (step.case_events[0].audit if step.case_events else step.entries[0]) if (step.case_events or step.entries) else None
+        log.info(
+            "step_recorded",
+            subject_type=subject.subject_type if subject else None,
+            subject_id=subject.subject_id if subject else None,
+            actions=[e.audit.action for e in step.case_events] + [e.action for e in step.entries],
+            notices=[n.kind for n in step.notices],
+            written=written,
+        )
+        return written
+
+    def _dispatch(self, notice: Notice) -> bool:
+        """Hand an outbox row's notice to the channel at most once; True if sent now."""
         with Session(self.engine) as session:
             # Claiming locks the row (PostgreSQL: the row; SQLite: the database) until the commit,
             # so of two concurrent attempts only one claims it.

@@ -9,7 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from contract.case import CaseRegistration
 from contract.common import Instant, Name, Text
+from contract.rating import RatingRecord
 
 
 class AuditEntry(BaseModel):
@@ -75,3 +77,17 @@ class BrokenCommitment(BaseModel):
     applicant_id: str
     case_no: str
     at: Instant
+
+
+class Step(BaseModel):
+    """What one moment of a workflow leaves behind, written by one activity (record_step): the
+    applicant's registration, a rating or a broken commitment when there is one, then the audit
+    rows (a case's with its case row) and the notices' outbox rows in one transaction; the notices
+    are handed to their channel after the commit. Every part is keyed: a retry writes nothing twice."""
+
+    registration: CaseRegistration | None = None  # the case's first step
+    rating: RatingRecord | None = None
+    broken_commitment: BrokenCommitment | None = None
+    case_events: list[CaseEvent] = Field(default_factory=list)
+    entries: list[AuditEntry] = Field(default_factory=list)
+    notices: list[Notice] = Field(default_factory=list)

@@ -6,12 +6,14 @@ nondeterminism error in production. tests/histories holds one recorded history p
 (`python -m tests.record_histories`); see tests/histories/README.md before touching them.
 """
 
-import base64
+
 import json
 from pathlib import Path
 
 import pytest
+from google.protobuf import json_format
 from temporalio import workflow
+from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
@@ -44,7 +46,8 @@ WORKFLOW_ID = {
 def history(name: str) -> WorkflowHistory:
     text = (HISTORIES / f"{name}.json").read_text(encoding="utf-8")
     started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
-    given = json.loads(base64.b64decode(started["input"]["payloads"][0]["data"]))
+    payload = json_format.ParseDict(started["input"]["payloads"][0], Payload())
+    given = json.loads(data_converter.payload_codec.decrypt(payload).data)  # recorded with tests/keys
     return WorkflowHistory.from_json(WORKFLOW_ID[started["workflowType"]["name"]](given), text)
 
 
@@ -75,16 +78,13 @@ class CaseWorkflowWithNewCreditCheck(CaseWorkflow):
 
 
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflowWithoutNotices(CaseWorkflow):
-    """The applicant's notices moved out of the workflow without workflow.patched: a `notify`
-    activity missing."""
+class CaseWorkflowWithAPause(CaseWorkflow):
+    """A minute's wait added before acceptance without workflow.patched: one timer more."""
 
     @workflow.run
     async def run(self, app: CaseApplication | Unreadable | None = None) -> CaseOutcome:
+        await workflow.sleep(60)
         return await super().run(app)
-
-    async def _notify_applicant(self, kind: str, title: str, body: str) -> None:
-        return None
 
 
 @workflow.defn(name="CaseWorkflow")
@@ -98,7 +98,7 @@ class CaseWorkflowWithPatchedCreditCheck(CaseWorkflow):
         return await super().run(app)
 
 
-@pytest.mark.parametrize("changed", [CaseWorkflowWithNewCreditCheck, CaseWorkflowWithoutNotices])
+@pytest.mark.parametrize("changed", [CaseWorkflowWithNewCreditCheck, CaseWorkflowWithAPause])
 async def test_changed_workflow_fails_replay_with_nondeterminism(changed):
     with pytest.raises(NondeterminismError, match="TMPRL1100"):
         await replay("deferral_missed_terminated", [changed])

@@ -5,9 +5,11 @@ Activities are called by name so workflows/ never imports the database or I/O mo
 """
 
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, WorkingDaysRequest
 from contract.case import CaseRegistration
@@ -16,13 +18,34 @@ from contract.org import Directory
 from contract.rating import FeedbackPolicy, Rating, RatingRecord
 from contract.suggestion import PublicationRecord
 from contract.risk import RiskEntry, RiskPolicy
-from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice
+from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice, Step
 
 # Store and notifications retry without limit: a database outage delays a case, never loses a step.
 _STORE = dict(start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
 # The calendar answers from memory; a missing year retries until an operator adds its file, and
 # as a regular (not local) activity that error shows on the pending activity in the Web UI.
 _LOOKUP = dict(start_to_close_timeout=timedelta(seconds=10), retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)))
+# First as a local activity: one marker event in the workflow task that asked, instead of three
+# events and a workflow task of their own. A few quick attempts; then the regular activity.
+_LOCAL = dict(
+    start_to_close_timeout=timedelta(seconds=10),
+    schedule_to_close_timeout=timedelta(seconds=20),
+    retry_policy=RetryPolicy(maximum_attempts=3, maximum_interval=timedelta(seconds=2)),
+)
+
+
+async def local_first(name: str, *args: Any, result_type: Any = None, summary: str, regular: dict) -> Any:
+    """Run a short, idempotent activity locally; if it gives up (the database away, a calendar
+    year missing), run it as a regular activity with `regular`'s retries, which shows its error
+    on the pending activity in the Web UI until an operator fixes the cause."""
+    try:
+        return await workflow.execute_local_activity(name, args=list(args), result_type=result_type, summary=summary, **_LOCAL)
+    except (ActivityError, ApplicationError) as err:  # a local activity's may come unwrapped
+        cause = err.cause if isinstance(err, ActivityError) else err
+        if isinstance(cause, ApplicationError) and cause.non_retryable:
+            raise  # the input is wrong: a regular activity would be refused the same way
+        workflow.logger.warning("local_activity_gave_up", extra={"activity": name})
+        return await workflow.execute_activity(name, args=list(args), result_type=result_type, summary=summary, **regular)
 
 
 async def get_matter(code: str) -> Matter | None:
@@ -40,14 +63,12 @@ async def org_directory() -> Directory:
 
 
 async def working_days_after(req: WorkingDaysRequest, summary: str) -> WorkingDays:
-    return await workflow.execute_activity(
-        "working_days_after", req, result_type=WorkingDays, summary=summary, **_LOOKUP
-    )
+    return await local_first("working_days_after", req, result_type=WorkingDays, summary=summary, regular=_LOOKUP)
 
 
 async def working_days_between(req: WorkingDaysBetween) -> WorkingDayCount:
-    return await workflow.execute_activity(
-        "working_days_between", req, result_type=WorkingDayCount, summary="count working days", **_LOOKUP
+    return await local_first(
+        "working_days_between", req, result_type=WorkingDayCount, summary="count working days", regular=_LOOKUP
     )
 
 
@@ -70,8 +91,8 @@ async def notify(notice: Notice) -> None:
 
 
 async def has_broken_commitment(applicant_id: str) -> bool:
-    return await workflow.execute_activity(
-        "has_broken_commitment", applicant_id, result_type=bool, summary="credit record check", **_STORE
+    return await local_first(
+        "has_broken_commitment", applicant_id, result_type=bool, summary="credit record check", regular=_STORE
     )
 
 
@@ -82,9 +103,7 @@ async def record_broken_commitment(record: BrokenCommitment) -> None:
 
 
 async def feedback_policy() -> FeedbackPolicy:
-    return await workflow.execute_activity(
-        "feedback_policy", result_type=FeedbackPolicy, summary="feedback settings", **_LOOKUP
-    )
+    return await local_first("feedback_policy", result_type=FeedbackPolicy, summary="feedback settings", regular=_LOOKUP)
 
 
 async def record_rating(record: RatingRecord) -> None:
@@ -100,7 +119,7 @@ async def publish_answer(record: PublicationRecord) -> None:
 
 
 async def risk_policy() -> RiskPolicy:
-    return await workflow.execute_activity("risk_policy", result_type=RiskPolicy, summary="risk matrix", **_LOOKUP)
+    return await local_first("risk_policy", result_type=RiskPolicy, summary="risk matrix", regular=_LOOKUP)
 
 
 async def record_risk(entry: RiskEntry) -> None:
@@ -110,6 +129,8 @@ async def record_risk(entry: RiskEntry) -> None:
 
 
 async def send_rating_to_watch(rating: Rating) -> None:
-    await workflow.execute_activity(
-        "send_rating_to_watch", rating, summary=f"rating to the {rating.department} watch", **_STORE
-    )
+    await local_first("send_rating_to_watch", rating, summary=f"rating to the {rating.department} watch", regular=_STORE)
+
+
+async def record_step(step: Step, summary: str) -> None:
+    await local_first("record_step", step, result_type=int, summary=summary, regular=_STORE)

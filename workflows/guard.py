@@ -26,6 +26,7 @@ from temporalio import workflow
 from temporalio.api.common.v1 import Payload
 from temporalio.common import RawValue
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ContinueAsNewError
 from temporalio.worker import (
     ExecuteWorkflowInput,
     HandleQueryInput,
@@ -150,6 +151,13 @@ def _prove_message(inst: Any, message: str, value: Any, digest: str | None, head
         require_active(inst.org, workflow.now(), proven.actor, f"send {step}")
 
 
+async def _settle(inst: Any) -> None:
+    """Wait until the workflow's trail (workflows/trail.py) has written what it recorded."""
+    trail = getattr(inst, "_trail", None)
+    if trail is not None:
+        await trail.settle()
+
+
 class _Inbound(WorkflowInboundInterceptor):
     def init(self, outbound: WorkflowOutboundInterceptor) -> None:
         super().init(_Outbound(outbound))
@@ -175,7 +183,13 @@ class _Inbound(WorkflowInboundInterceptor):
                     await act.record_audit(_audit_refusal(inst, f"refused-start:{info.run_id}", info.workflow_type,
                                                           getattr(inst, "sender", None) or actor_named(value), refusal))
                 raise
-        return await super().execute_workflow(input)
+        try:
+            result = await super().execute_workflow(input)
+        except ContinueAsNewError:
+            await _settle(inst)  # the next run starts with this one's trail written
+            raise
+        await _settle(inst)  # a run ends with its last rows written
+        return result
 
     async def handle_query(self, input: HandleQueryInput) -> Any:
         refused = _refused_input()
@@ -218,7 +232,9 @@ class _Inbound(WorkflowInboundInterceptor):
             digest = digest_read(input.args[0] if input.args else None)  # before the await, as a start's
             await workflow.wait_condition(lambda: getattr(inst, "org", None) is not None)
             self._admit(inst, input, digest)
-        return await super().handle_update_handler(input)
+        result = await super().handle_update_handler(input)
+        await _settle(inst)  # an Update answers once what it changed is in the audit trail
+        return result
 
     async def handle_signal(self, input: HandleSignalInput) -> None:
         inst = _instance()

@@ -21,6 +21,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from workflows import attributes
     from contract.converter import Unreadable
     from contract.rating import (
         ConfirmSetAside,
@@ -68,7 +69,7 @@ class RectificationWorkflow(SignalTwins, Governed):
 
     @workflow.run
     async def run(self, order: RectificationOrder | Unreadable | None = None) -> RectificationStatus:
-        workflow.upsert_search_attributes(
+        attributes.upsert(
             [
                 search.FEEDBACK_STAGE.value_set(self._stage),
                 search.DEPARTMENT.value_set(order.department),

@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from workflows import attributes
     from contract.converter import Unreadable
     from contract.risk import (
         Acknowledge,
@@ -84,7 +85,7 @@ class RiskWorkflow(SignalTwins, Governed):
             case_no=report.case_no,
             reported_at=workflow.now(),
         )
-        workflow.upsert_search_attributes([search.DEPARTMENT.value_set(report.responsible_department)])
+        attributes.upsert([search.DEPARTMENT.value_set(report.responsible_department)])
         await self._save()
         await self._trail.record(
             "reported",

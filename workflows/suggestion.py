@@ -16,6 +16,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from workflows import attributes
     from contract.converter import Unreadable
     from contract.suggestion import (
         ANSWER_DAYS,
@@ -66,7 +67,7 @@ class SuggestionWorkflow(SignalTwins, Governed):
     @workflow.run
     async def run(self, suggestion: Suggestion | Unreadable | None = None) -> SuggestionStatus:
         self._submitted_at = workflow.now()
-        workflow.upsert_search_attributes(
+        attributes.upsert(
             [search.FEEDBACK_STAGE.value_set(self._stage), search.DEPARTMENT.value_set(suggestion.department)]
         )
         await self._set_due(await self._answer_deadline())

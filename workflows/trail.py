@@ -1,8 +1,11 @@
 """The audit trail and notices of one subject (a case, a rectification, a suggestion, a risk).
 
 Every workflow records through a Trail: each state change is one audit row (who, what, when,
-why), written one at a time in workflow order, with a key made from the workflow's deterministic
-uuid so an activity retry never writes a second row or sends a second notice.
+why), with a key made from the workflow's deterministic uuid so an activity retry never writes a
+second row or sends a second notice. Rows and notices wait in order and go out together: what a
+workflow records before it next waits is one `record_step` activity (local first), its rows,
+case row and outbox rows one transaction. `settle()` returns once everything recorded is written:
+the guard (workflows/guard.py) settles before an Update answers and before a run ends.
 """
 
 import asyncio
@@ -12,7 +15,7 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from contract.records import AuditEntry, Notice
+    from contract.records import AuditEntry, BrokenCommitment, Notice, Step
     from workflows import activities as act
 
 SYSTEM = "hallflow"  # the actor of what the workflow does by itself (deadlines, escalations)
@@ -23,6 +26,16 @@ def new_key() -> str:
     return str(workflow.uuid4())
 
 
+def step_key(*parts: object) -> str:
+    """An idempotency key from what a record is, not from when it was made: `<run id>:<parts>`.
+
+    A local activity writes before its workflow task is committed. When the server rejects that
+    task (a signal arrived meanwhile) the run replays with the new events in between, so a key
+    drawn in sequence (new_key) could come out different and the same row be written twice; the
+    n-th `rectified` of a run is the same row whatever came in between."""
+    return ":".join([workflow.info().run_id, *map(str, parts)])
+
+
 class Trail:
     """Audit entries and notices about one subject. `events` keeps what was recorded, for `status`."""
 
@@ -30,15 +43,17 @@ class Trail:
         self.subject_type = subject_type
         self.subject_id = subject_id
         self.events: list[Any] = []
-        # Handlers and the procedure record concurrently: one at a time keeps the rows in order.
-        self._lock = asyncio.Lock()
+        self._step = Step()
+        self._counts: dict[str, int] = {}  # records per action or notice kind, for their keys
+        self._writer: asyncio.Task | None = None
+        self._failure: BaseException | None = None
 
     async def record(self, action: str, actor: str, reason: str = "", details: dict[str, Any] | None = None) -> None:
         now = workflow.now()
         self.remember(now, action, actor, reason)
         info = workflow.info()
         entry = AuditEntry(
-            key=new_key(),
+            key=self._next_key("audit", action),
             subject_type=self.subject_type,
             subject_id=self.subject_id,
             action=action,
@@ -51,24 +66,20 @@ class Trail:
             # The key that signed the message this row records (the guard proved it), if any.
             signed_with=getattr(workflow.instance(), "signed", {}).get(actor),
         )
-        row = self.row(entry)  # what the subject looks like now, not once the lock is free
-        async with self._lock:
-            await self.write(row)
+        self.add(entry)  # with the subject as it is now, not once the step is written
+
+    def add(self, entry: AuditEntry) -> None:
+        """Queue the row `entry` makes (a case's carries its case row: workflows/case/trail.py)."""
+        self._step.entries.append(entry)
+        self._kick()
 
     def remember(self, at: datetime, action: str, actor: str, reason: str) -> None:
         self.events.append({"at": at.isoformat(), "action": action, "actor": actor})
 
-    def row(self, entry: AuditEntry) -> Any:
-        """What `write` stores for `entry`: the entry itself, or (a case) the entry with its case row."""
-        return entry
-
-    async def write(self, row: Any) -> None:
-        await act.record_audit(row)
-
     async def notify(self, recipient: str, kind: str, title: str, body: str) -> None:
-        await act.notify(
+        self._step.notices.append(
             Notice(
-                key=new_key(),
+                key=self._next_key("notice", kind, recipient),
                 recipient=recipient,
                 kind=kind,
                 subject_type=self.subject_type,
@@ -78,3 +89,46 @@ class Trail:
                 at=workflow.now(),
             )
         )
+        self._kick()
+
+    def attach(self, **parts: Any) -> None:
+        """A registration, rating or broken commitment to write with this step (contract.records.Step)."""
+        for name, value in parts.items():
+            setattr(self._step, name, value)
+        self._kick()
+
+    def broken_commitment(self, applicant_id: str, case_no: str) -> None:
+        self.attach(broken_commitment=BrokenCommitment(key=step_key("broken_commitment"), applicant_id=applicant_id, case_no=case_no, at=workflow.now()))
+
+    async def settle(self) -> None:
+        """Wait until everything recorded so far is written; raise what stopped the writer."""
+        await workflow.wait_condition(lambda: self._writer is None or self._failure is not None)
+        if self._failure is not None:
+            raise self._failure
+
+    def _next_key(self, *what: str) -> str:
+        name = ":".join([self.subject_type, self.subject_id, *what])
+        self._counts[name] = self._counts.get(name, 0) + 1
+        return step_key(name, self._counts[name])
+
+    def _kick(self) -> None:
+        if self._writer is None and self._failure is None:
+            # Starts once the code that recorded waits: the rest of this step joins the same write.
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    async def _write(self) -> None:
+        try:
+            while self._pending():
+                step, self._step = self._step, Step()
+                actions = [e.audit.action for e in step.case_events] + [e.action for e in step.entries]
+                summary = f"audit: {', '.join(actions)}" if actions else f"notify: {', '.join(n.kind for n in step.notices)}"
+                await act.record_step(step, summary[:200])
+        except BaseException as err:  # noqa: BLE001 - settle() raises it in the workflow's own code
+            workflow.logger.error("trail_write_failed", extra={"error": type(err).__name__})
+            self._failure = err
+        finally:
+            self._writer = None
+
+    def _pending(self) -> bool:
+        s = self._step
+        return bool(s.case_events or s.entries or s.notices or s.registration or s.rating or s.broken_commitment)

@@ -6,6 +6,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from workflows import attributes
 
 
 class Waiting:
@@ -28,4 +29,4 @@ class Waiting:
                 # describe(); WaitingOn = [] already says nothing is awaited.
                 updates.append(search.STEP_DUE_AT.value_set(state[1]))
         if updates:
-            workflow.upsert_search_attributes(updates)
+            attributes.upsert(updates)

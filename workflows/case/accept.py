@@ -14,14 +14,14 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from workflows import attributes
     from contract.calendar import WorkingDaysRequest
     from contract.case import CaseOutcome, CaseRegistration, CaseStage, SupplementMaterials, SupplementResult
     from contract.matter import Matter
-    from contract.records import BrokenCommitment
     from workflows import activities as act
     from workflows import notices
     from workflows.clock import CaseClock, end_of_day, local_date, wait_until
-    from workflows.trail import SYSTEM, new_key
+    from workflows.trail import SYSTEM
 
 
 class AcceptPhase:
@@ -29,15 +29,15 @@ class AcceptPhase:
         """Register the case and check it; the matter when accepted, None when not."""
         app = self._app
         workflow.set_current_details(self._details_line())
-        workflow.upsert_search_attributes(
+        attributes.upsert(
             [
                 search.CASE_STAGE.value_set(self._stage),
                 search.MATTER_CODE.value_set(app.matter_code),
                 search.HALL.value_set(app.hall),
             ]
         )
-        await act.register_case(
-            CaseRegistration(
+        self._trail.attach(
+            registration=CaseRegistration(
                 case_no=app.case_no,
                 matter_code=app.matter_code,
                 hall=app.hall,
@@ -47,8 +47,9 @@ class AcceptPhase:
                 received_at=workflow.now(),
                 run_id=workflow.info().run_id,
             )
-        )
+        )  # written with the `received` row, in the same step
         await self._trail.record("received", app.clerk, details={"materials": sorted(self._received - self._early)})
+        await self._trail.settle()  # a case number already taken fails the run here, before anything else
         self._registered = True
 
         matter = await act.get_matter(app.matter_code)
@@ -56,7 +57,7 @@ class AcceptPhase:
             await self._not_accept([], [f"未知事项编码 {app.matter_code}（unknown matter）"])
             return None
         self._matter = matter
-        workflow.upsert_search_attributes([search.DEPARTMENT.value_set(matter.lead_department)])
+        attributes.upsert([search.DEPARTMENT.value_set(matter.lead_department)])
         refusal = await self._acceptance_check(matter)
         if refusal is not None:
             await self._not_accept(*refusal)
@@ -95,7 +96,7 @@ class AcceptPhase:
         self._clock = CaseClock(self._days, matter.promised_days, matter.statutory_days)
         if self._deferred:
             self._deferral_due = end_of_day(self._days.days[matter.deferral_days - 1])
-        workflow.upsert_search_attributes(
+        attributes.upsert(
             [search.CASE_DUE_AT.value_set(self.promised_due), search.MATERIALS_PENDING.value_set(bool(self._deferred))]
         )
         await self._enter(
@@ -156,14 +157,7 @@ class AcceptPhase:
 
         # 告知承诺 broken: terminate (终止办理) and keep a credit record against the applicant.
         missing = sorted(self._deferred)
-        await act.record_broken_commitment(
-            BrokenCommitment(
-                key=new_key(),
-                applicant_id=self._app.applicant.applicant_id,
-                case_no=self._app.case_no,
-                at=workflow.now(),
-            )
-        )
+        self._trail.broken_commitment(self._app.applicant.applicant_id, self._app.case_no)
         self._outcome = CaseOutcome(
             case_no=self._app.case_no,
             stage=CaseStage.TERMINATED,
@@ -195,7 +189,7 @@ class AcceptPhase:
             details={"materials": sorted(new), "still_missing": sorted(self._deferred)},
         )
         if not self._deferred:
-            workflow.upsert_search_attributes([search.MATERIALS_PENDING.value_set(False)])
+            attributes.upsert([search.MATERIALS_PENDING.value_set(False)])
             await self._trail.record("materials_complete", req.submitted_by)
             self._materials_complete = True  # the result may be issued now, after this record
         return SupplementResult(still_missing=sorted(self._deferred), complete=not self._deferred)

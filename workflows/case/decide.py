@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from workflows import attributes
     from contract.approval import Decision
     from contract.case import CaseOutcome, CaseStage, Withdraw
     from contract.common import SHANGHAI
@@ -103,7 +104,7 @@ class DecidePhase:
             if await wait_until(moved, at, f"{level} warning {at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"):
                 continue
             self._warning = level
-            workflow.upsert_search_attributes(
+            attributes.upsert(
                 [search.RISK_LEVEL.value_set(level), search.CASE_OVERDUE.value_set(level == "red")]
             )
             title, body = notices.deadline(self._app.case_no, level, self.promised_due)

@@ -18,7 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import notices
     from workflows.clock import local_date, wait_until
     from workflows.detached import start_detached
-    from workflows.trail import SYSTEM, new_key
+    from workflows.trail import SYSTEM, step_key
 
 
 RATING_GRACE = timedelta(minutes=1)
@@ -90,7 +90,7 @@ class RatePhase:
             at=workflow.now(),
         )
         self._publish_waiting()
-        await act.record_rating(RatingRecord(key=new_key(), rating=self._rating))
+        self._trail.attach(rating=RatingRecord(key=step_key("rating"), rating=self._rating))  # one per case
         # The comment stays in the ratings table: audit details hold codes and counts only.
         await self._trail.record("rated", "applicant", details={"score": req.score, "bad": req.bad, "channel": req.channel})
         return self.status()

@@ -14,6 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from contract import search
+    from workflows import attributes
     from contract.approval import (
         AUTOMATIC_RULE,
         CastVote,
@@ -169,7 +170,7 @@ class RoutePhase:
         self._clock.paused_days += counted.days
         self._clock.paused_since = None
         self._clock.revision += 1
-        workflow.upsert_search_attributes([search.CASE_DUE_AT.value_set(self.promised_due)])
+        attributes.upsert([search.CASE_DUE_AT.value_set(self.promised_due)])
         await self._trail.record(
             "clock_resumed",
             SYSTEM,

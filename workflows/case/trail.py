@@ -1,4 +1,4 @@
-"""A case's audit trail: each row goes with the case row as it stands then (record_case_event)."""
+"""A case's audit trail: each row goes with the case row as it stands then (record_step)."""
 
 from collections.abc import Callable
 from datetime import datetime
@@ -8,7 +8,6 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contract.case import Event
     from contract.records import AuditEntry, CaseEvent, CaseSnapshot
-    from workflows import activities as act
     from workflows.trail import Trail
 
 
@@ -20,8 +19,6 @@ class CaseTrail(Trail):
     def remember(self, at: datetime, action: str, actor: str, reason: str) -> None:
         self.events.append(Event(at=at, action=action, actor=actor, reason=reason))
 
-    def row(self, entry: AuditEntry) -> CaseEvent:
-        return CaseEvent(audit=entry, case=self._snapshot())
-
-    async def write(self, row: CaseEvent) -> None:
-        await act.record_case_event(row)
+    def add(self, entry: AuditEntry) -> None:
+        self._step.case_events.append(CaseEvent(audit=entry, case=self._snapshot()))
+        self._kick()
