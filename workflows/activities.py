@@ -34,11 +34,40 @@ _LOCAL = dict(
 )
 
 
-async def local_first(name: str, *args: Any, result_type: Any = None, summary: str, regular: dict) -> Any:
+class _Lookups:
+    """Local lookups a workflow has in flight. Its trail and search attributes wait while there are
+    any (workflows/trail.py, attributes.py): the code that asked goes on recording once the answer
+    is in, in the same workflow task, so the step goes out as one write and one upsert."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+def _lookups() -> _Lookups:
+    return workflow.instance().__dict__.setdefault("_lookups_in_flight", _Lookups())
+
+
+def lookups_idle() -> bool:
+    return _lookups().count == 0
+
+
+async def _lookup(name: str, *args: Any, result_type: Any, summary: str, **options: Any) -> Any:
+    lookups = _lookups()
+    lookups.count += 1
+    try:
+        return await workflow.execute_local_activity(name, args=list(args), result_type=result_type, summary=summary, **options)
+    finally:
+        lookups.count -= 1
+
+
+async def local_first(name: str, *args: Any, result_type: Any = None, summary: str, regular: dict, lookup: bool = True) -> Any:
     """Run a short, idempotent activity locally; if it gives up (the database away, a calendar
     year missing), run it as a regular activity with `regular`'s retries, which shows its error
-    on the pending activity in the Web UI until an operator fixes the cause."""
+    on the pending activity in the Web UI until an operator fixes the cause (and holds nothing
+    else back meanwhile). `lookup`: a read the workflow's next records may follow from."""
     try:
+        if lookup:
+            return await _lookup(name, *args, result_type=result_type, summary=summary, **_LOCAL)
         return await workflow.execute_local_activity(name, args=list(args), result_type=result_type, summary=summary, **_LOCAL)
     except (ActivityError, ApplicationError) as err:  # a local activity's may come unwrapped
         cause = err.cause if isinstance(err, ActivityError) else err
@@ -50,9 +79,7 @@ async def local_first(name: str, *args: Any, result_type: Any = None, summary: s
 
 async def get_matter(code: str) -> Matter | None:
     # A local activity: an in-memory catalog read needs one marker event, not a full activity.
-    return await workflow.execute_local_activity(
-        "get_matter", code, result_type=Matter | None, summary=f"catalog: {code}", **_LOOKUP
-    )
+    return await _lookup("get_matter", code, result_type=Matter | None, summary=f"catalog: {code}", **_LOOKUP)
 
 
 async def org_directory() -> Directory:
@@ -129,8 +156,10 @@ async def record_risk(entry: RiskEntry) -> None:
 
 
 async def send_rating_to_watch(rating: Rating) -> None:
-    await local_first("send_rating_to_watch", rating, summary=f"rating to the {rating.department} watch", regular=_STORE)
+    await local_first(
+        "send_rating_to_watch", rating, summary=f"rating to the {rating.department} watch", regular=_STORE, lookup=False
+    )
 
 
 async def record_step(step: Step, summary: str) -> None:
-    await local_first("record_step", step, result_type=int, summary=summary, regular=_STORE)
+    await local_first("record_step", step, result_type=int, summary=summary, regular=_STORE, lookup=False)

@@ -6,6 +6,9 @@ import asyncio
 from temporalio import workflow
 from temporalio.common import SearchAttributeUpdate
 
+with workflow.unsafe.imports_passed_through():
+    from workflows import activities as act
+
 
 class _Pending:
     def __init__(self) -> None:
@@ -27,5 +30,6 @@ def upsert(updates: list[SearchAttributeUpdate]) -> None:
 
 
 async def _apply(pending: _Pending) -> None:
+    await workflow.wait_condition(act.lookups_idle)  # the changes that follow a lookup join these
     updates, pending.updates, pending.task = list(pending.updates.values()), {}, None
     workflow.upsert_search_attributes(updates)

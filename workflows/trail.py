@@ -9,6 +9,7 @@ the guard (workflows/guard.py) settles before an Update answers and before a run
 """
 
 import asyncio
+import hashlib
 from datetime import datetime
 from typing import Any
 
@@ -79,7 +80,8 @@ class Trail:
     async def notify(self, recipient: str, kind: str, title: str, body: str) -> None:
         self._step.notices.append(
             Notice(
-                key=self._next_key("notice", kind, recipient),
+                # The recipient by a digest: keys reach logs, an applicant's id must not.
+                key=self._next_key("notice", kind, hashlib.sha256(recipient.encode()).hexdigest()[:16]),
                 recipient=recipient,
                 kind=kind,
                 subject_type=self.subject_type,
@@ -119,6 +121,8 @@ class Trail:
     async def _write(self) -> None:
         try:
             while self._pending():
+                # A lookup in flight: what follows from its answer joins this step's write.
+                await workflow.wait_condition(act.lookups_idle)
                 step, self._step = self._step, Step()
                 actions = [e.audit.action for e in step.case_events] + [e.action for e in step.entries]
                 summary = f"audit: {', '.join(actions)}" if actions else f"notify: {', '.join(n.kind for n in step.notices)}"
