@@ -47,12 +47,13 @@ class DataCodec(PayloadCodec):
     def decrypt(self, payload: Payload) -> Payload:
         # The temporal CLI (1.9.1) encrypts the one header execute-update-with-start shares between
         # its start and its Update twice: open layer by layer, a few at most.
-        for _ in range(3):
+        for layer in range(3):
             if payload.metadata.get("encoding") != ENCRYPTED:
                 return payload  # plaintext from an integrator without the codec: read as sent
             opened = self._decrypt_once(payload)
-            if opened.metadata.get("encoding") in (UNDECRYPTABLE,) or opened is payload:
-                return opened
+            if opened.metadata.get("encoding") == UNDECRYPTABLE or opened is payload:
+                # An inner layer that does not open is what the sender sent: refused as such.
+                return opened if layer == 0 else payload
             payload = opened
         return self._unreadable(payload, "payload is encrypted more than 3 times")
 
