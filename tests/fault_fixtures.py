@@ -53,6 +53,7 @@ from settings import ROOT
 from tests.builders import application
 from tests.e2e_fixtures import shipped_calendar_or_placeholder
 from tests.temporal_fixtures import BIN, signer
+from tests.temporal_fixtures import failed_tasks as failed_task_events
 from workflows.case import CaseWorkflow
 from workflows.satisfaction import SatisfactionWatchWorkflow
 
@@ -519,8 +520,9 @@ async def verify(load: Load, workers: Workers | None = None) -> dict:
         history = await client.get_workflow_handle(wf.id, run_id=wf.run_id).fetch_history()
         histories.append(history)
         events += len(history.events)
+        wrong = {id(e) for e in failed_task_events(history)}
         for event in history.events:
-            if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:
+            if id(event) in wrong:
                 failed_tasks.setdefault(wf.id, []).append(
                     (event.event_id, event.workflow_task_failed_event_attributes.cause,
                      event.workflow_task_failed_event_attributes.failure.message)

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from temporalio.client import Client
+from datetime import timedelta
+
+from temporalio.client import Client, Interceptor as ClientInterceptor, OutboundInterceptor, StartWorkflowInput
+from temporalio.client import StartWorkflowUpdateWithStartInput
 from tests.org_fixtures import data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -35,6 +38,27 @@ BIN = Path(sys.executable).parent
 TEST_CALENDAR = ROOT / "tests" / "data" / "calendar"
 # Mon 2099-01-05 10:00 Asia/Shanghai: every test starts here, inside the test calendar's year.
 TEST_EPOCH = datetime(2099, 1, 5, 2, 0, tzinfo=timezone.utc)
+
+
+class SkippedClockTaskTimeout(ClientInterceptor):
+    """Workflows started by tests get a 60 s workflow task timeout instead of 10 s. A step's writes
+    are local activities inside a workflow task; while they run on a loaded machine, the
+    time-skipping server may move its clock past 10 s and time the task out under them (the late
+    completion is then refused: "invalid history builder state for action"). On a real server the
+    clock is the wall clock and a step's writes take milliseconds."""
+
+    def intercept_client(self, next: OutboundInterceptor) -> OutboundInterceptor:
+        class Outbound(OutboundInterceptor):
+            async def start_workflow(self, input: StartWorkflowInput):
+                input.task_timeout = input.task_timeout or timedelta(seconds=60)
+                return await super().start_workflow(input)
+
+            async def start_update_with_start_workflow(self, input: StartWorkflowUpdateWithStartInput):
+                start = input.start_workflow_input
+                start.task_timeout = start.task_timeout or timedelta(seconds=60)
+                return await super().start_update_with_start_workflow(input)
+
+        return Outbound(next)
 
 
 def signer() -> Signer:
@@ -61,7 +85,7 @@ async def env():
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter,
         test_server_existing_path=str(BIN / "temporal-test-server"),
-        interceptors=[signing],
+        interceptors=[signing, SkippedClockTaskTimeout()],
     )
     signing.clock = env.get_current_time  # assertions are judged by the server's (skipped) clock
     await search.ensure_search_attributes(env.client)
@@ -119,3 +143,16 @@ def sqlite_store(tmp_path) -> Store:
     engine = make_engine(f"sqlite:///{tmp_path / 'hallflow.db'}")
     create_tables(engine)
     return Store(engine)
+
+
+def failed_tasks(history) -> list:
+    """The history's failed workflow tasks that say something is wrong. Not UNHANDLED_COMMAND: the
+    server's "a message came in while you were completing, take it first" (docs/reliability.md),
+    which the worker answers by running the task again with the message, by design."""
+    from temporalio.api.enums.v1 import EventType, WorkflowTaskFailedCause
+
+    return [
+        e for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED
+        and e.workflow_task_failed_event_attributes.cause != WorkflowTaskFailedCause.WORKFLOW_TASK_FAILED_CAUSE_UNHANDLED_COMMAND
+    ]

@@ -4,12 +4,11 @@ nobody answers. Virtual time: 30 days pass in seconds."""
 
 from datetime import timedelta
 
-from temporalio.api.enums.v1 import EventType
 
 from contract.risk import Acknowledge
 from contract.risk import RiskState, risk_workflow_id
 from tests.builders import wait_status
-from tests.temporal_fixtures import TEST_EPOCH, travel_to
+from tests.temporal_fixtures import TEST_EPOCH, failed_tasks, travel_to
 from tests.test_rectification import order
 from tests.test_risk import report
 from tests.test_suggestion import suggestion
@@ -23,7 +22,7 @@ RISK_BOUND, FEEDBACK_BOUND = 300, 150
 
 async def _events(handle) -> int:
     history = await handle.fetch_history()
-    assert not [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    assert not failed_tasks(history)
     return len(history.events)
 
 

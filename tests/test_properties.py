@@ -26,7 +26,7 @@ gets exactly the answer the workflow's state calls for, predicted from its `stat
 (WrongStage, NotReviewer, ... or success, whose effect on `status` is then checked). Refusals are
 non-retryable; a twin's refusal shows in `status.refused_signals`. After every example the
 workflow is running (or completed where its procedure completes it), `status` answers, and its
-history holds no WORKFLOW_TASK_FAILED event.
+history holds no WORKFLOW_TASK_FAILED event but the server's benign UNHANDLED_COMMAND (tests/temporal_fixtures.py).
 
 One time-skipping server and one worker for the module, and one long-lived workflow per state
 (a case awaiting review, consulting, in the panel, returned, with a deferred material, ended and
@@ -132,7 +132,7 @@ from security.keys import load_private
 from security.sender import Signer
 from settings import ROOT, get_settings
 from tests.builders import application, start_case
-from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, signer
+from tests.temporal_fixtures import BIN, TEST_CALENDAR, TEST_EPOCH, SkippedClockTaskTimeout, failed_tasks, signer
 from worker import INTERCEPTORS, WORKFLOWS, hallflow_activities
 from workflows.authority import department_people, hall_people, risk_people
 from workflows.case import CaseWorkflow
@@ -201,7 +201,7 @@ async def henv():
     signing = _signer()
     env = await WorkflowEnvironment.start_time_skipping(
         data_converter=data_converter, test_server_existing_path=str(BIN / "temporal-test-server"),
-        interceptors=[signing],
+        interceptors=[signing, SkippedClockTaskTimeout()],
     )
     signing.clock = env.get_current_time  # assertions are judged by the server's clock
     await search.ensure_search_attributes(env.client)
@@ -1133,8 +1133,7 @@ COMPLETES = {("rectification", "confirm_set_aside"), ("rectification", "rectify"
 
 
 async def task_failures(handle: WorkflowHandle) -> list:
-    history = await handle.fetch_history()
-    return [e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED]
+    return failed_tasks(await handle.fetch_history())
 
 
 E = EventType

@@ -24,6 +24,14 @@ MATERIALS = (
 )
 
 
+@pytest.fixture(autouse=True)
+def no_hallflow_address(monkeypatch):
+    """`make test` exports HALLFLOW_TEMPORAL_ADDRESS (the Makefile's default server), which would
+    win over TEMPORAL_ADDRESS in Settings() here: these tests are about Temporal's own settings."""
+    monkeypatch.delenv("HALLFLOW_TEMPORAL_ADDRESS", raising=False)
+    monkeypatch.delenv("HALLFLOW_NAMESPACE", raising=False)
+
+
 def plain_env(**extra: str) -> dict[str, str]:
     """The test's environment without any way to Temporal but `extra`: no HALLFLOW address or
     namespace, no TEMPORAL_* variable, and no profile file (a developer's own stays out)."""
