@@ -60,8 +60,10 @@ class Settings(BaseSettings):
     # of the deployment, and a workflow stays on the version it started on (pinned).
     build_id: str | None = None
     deployment_name: str = "hallflow"
-    # Worker tuning: bounded cache keeps memory flat however many cases are open.
-    max_cached_workflows: int = Field(default=1000, ge=0)
+    # Worker tuning: bounded cache keeps memory flat however many cases are open: about 270 KB per
+    # cached case, so 300 keeps the worker under 250 MB (docs/performance.md). An evicted case
+    # replays its history (tens of events) when it next wakes.
+    max_cached_workflows: int = Field(default=300, ge=0)
     activity_threads: int = Field(default=16, ge=1)
     # The worker's Prometheus endpoint (http://host:port/metrics): the SDK's metrics and
     # hallflow's (activities/metrics.py). Loopback by default; 0.0.0.0 where Prometheus scrapes

@@ -176,7 +176,9 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 @asynccontextmanager
-async def rig(tmp: Path, database_url: str, max_cached_workflows: int = 1000) -> AsyncIterator[Rig]:
+async def rig(
+    tmp: Path, database_url: str, max_cached_workflows: int = Settings.model_fields["max_cached_workflows"].default
+) -> AsyncIterator[Rig]:
     keys = throwaway_keys(tmp / "keys")
     calendar_dir, placeholders = calendar(tmp / "calendar")
     env = clean_environment(tmp)
