@@ -55,6 +55,16 @@ def _aware(snapshot: CaseSnapshot) -> None:
         )
 
 
+def _bring_case_row(session: Session, snapshot: CaseSnapshot, workflow_id: str, now: datetime) -> None:
+    """The case row as the snapshot says, created with the case's first row."""
+    state = snapshot.model_dump(exclude={"case_no"})
+    case = session.get(CaseRow, snapshot.case_no)
+    if case is None:
+        session.add(CaseRow(case_no=snapshot.case_no, workflow_id=workflow_id, **state, updated_at=now))
+    elif _assign(case, state):
+        case.updated_at = now
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -178,12 +188,7 @@ class Store:
             if _key_exists(session, AuditRow, audit.key):
                 return False
             chain.append(session, self._audit_row(audit, now), self.audit_hash)
-            state = snapshot.model_dump(exclude={"case_no"})
-            case = session.get(CaseRow, snapshot.case_no)
-            if case is None:
-                session.add(CaseRow(case_no=snapshot.case_no, workflow_id=audit.workflow_id, **state, updated_at=now))
-            elif _assign(case, state):
-                case.updated_at = now
+            _bring_case_row(session, snapshot, audit.workflow_id, now)
             return True
 
         if not transaction(self.engine, write, attempts=chain.ATTEMPTS):
@@ -249,12 +254,7 @@ class Store:
                 chain.append(session, self._audit_row(audit, now), self.audit_hash)
                 written += 1
                 if snapshot is not None:
-                    state = snapshot.model_dump(exclude={"case_no"})
-                    case = session.get(CaseRow, snapshot.case_no)
-                    if case is None:
-                        session.add(CaseRow(case_no=snapshot.case_no, workflow_id=audit.workflow_id, **state, updated_at=now))
-                    elif _assign(case, state):
-                        case.updated_at = now
+                    _bring_case_row(session, snapshot, audit.workflow_id, now)
             for notice in step.notices:
                 if not _key_exists(session, OutboxRow, notice.key):
                     session.add(OutboxRow(**notice.model_dump(), channel=self.channel.name))
