@@ -1,8 +1,8 @@
 """The audit trail and notices of one subject (a case, a rectification, a suggestion, a risk).
 
 Every workflow records through a Trail: each state change is one audit row (who, what, when,
-why), with a key made from the workflow's deterministic uuid so an activity retry never writes a
-second row or sends a second notice. Rows and notices wait in order and go out together: what a
+why), with a key made from what the row is (step_key), so neither an activity retry nor a replay
+writes a second row or sends a second notice. Rows and notices wait in order and go out together: what a
 workflow records before it next waits is one `record_step` activity (local first), its rows,
 case row and outbox rows one transaction. `settle()` returns once everything recorded is written:
 the guard (workflows/guard.py) settles before an Update answers and before a run ends.
@@ -22,17 +22,12 @@ with workflow.unsafe.imports_passed_through():
 SYSTEM = "hallflow"  # the actor of what the workflow does by itself (deadlines, escalations)
 
 
-def new_key() -> str:
-    """Deterministic on replay, unique per record: the idempotency key activities dedupe on."""
-    return str(workflow.uuid4())
-
-
 def step_key(*parts: object) -> str:
     """An idempotency key from what a record is, not from when it was made: `<run id>:<parts>`.
 
     A local activity writes before its workflow task is committed. When the server rejects that
     task (a signal arrived meanwhile) the run replays with the new events in between, so a key
-    drawn in sequence (new_key) could come out different and the same row be written twice; the
+    drawn in sequence (workflow.uuid4()) could come out different and the same row be written twice; the
     n-th `rectified` of a run is the same row whatever came in between."""
     return ":".join([workflow.info().run_id, *map(str, parts)])
 
@@ -100,7 +95,8 @@ class Trail:
         self._kick()
 
     def broken_commitment(self, applicant_id: str, case_no: str) -> None:
-        self.attach(broken_commitment=BrokenCommitment(key=step_key("broken_commitment"), applicant_id=applicant_id, case_no=case_no, at=workflow.now()))
+        commitment = BrokenCommitment(key=step_key("broken_commitment"), applicant_id=applicant_id, case_no=case_no, at=workflow.now())
+        self.attach(broken_commitment=commitment)
 
     async def settle(self) -> None:
         """Wait until everything recorded so far is written; raise what stopped the writer."""
