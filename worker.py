@@ -65,18 +65,13 @@ def hallflow_activities(
         risks.record_risk,
         PublicationActivities(store.engine).publish_answer,
         feedback.feedback_policy,
-        store.record_rating,
         catalog.get_matter,
         directory.org_directory,
         calendar.working_days_after,
         calendar.working_days_between,
-        store.register_case,
-        store.record_case_event,
         store.record_audit,
-        store.notify,
         store.record_step,
         store.has_broken_commitment,
-        store.record_broken_commitment,
     ]
 
 

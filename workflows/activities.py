@@ -12,13 +12,12 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, WorkingDaysRequest
-from contract.case import CaseRegistration
 from contract.matter import Matter
 from contract.org import Directory
-from contract.rating import FeedbackPolicy, Rating, RatingRecord
+from contract.rating import FeedbackPolicy, Rating
 from contract.suggestion import PublicationRecord
 from contract.risk import RiskEntry, RiskPolicy
-from contract.records import AuditEntry, BrokenCommitment, CaseEvent, Notice, Step
+from contract.records import AuditEntry, Step
 
 # Store and notifications retry without limit: a database outage delays a case, never loses a step.
 _STORE = dict(start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
@@ -99,22 +98,11 @@ async def working_days_between(req: WorkingDaysBetween) -> WorkingDayCount:
     )
 
 
-async def register_case(reg: CaseRegistration) -> None:
-    await workflow.execute_activity("register_case", reg, summary="register case", **_STORE)
-
-
-async def record_case_event(event: CaseEvent) -> None:
-    await workflow.execute_activity(
-        "record_case_event", event, result_type=bool, summary=f"audit: {event.audit.action}", **_STORE
-    )
 
 
 async def record_audit(entry: AuditEntry) -> None:
     await workflow.execute_activity("record_audit", entry, result_type=bool, summary=f"audit: {entry.action}", **_STORE)
 
-
-async def notify(notice: Notice) -> None:
-    await workflow.execute_activity("notify", notice, result_type=bool, summary=f"notify: {notice.kind}", **_STORE)
 
 
 async def has_broken_commitment(applicant_id: str) -> bool:
@@ -123,20 +111,10 @@ async def has_broken_commitment(applicant_id: str) -> bool:
     )
 
 
-async def record_broken_commitment(record: BrokenCommitment) -> None:
-    await workflow.execute_activity(
-        "record_broken_commitment", record, result_type=bool, summary="record broken commitment", **_STORE
-    )
-
 
 async def feedback_policy() -> FeedbackPolicy:
     return await local_first("feedback_policy", result_type=FeedbackPolicy, summary="feedback settings", regular=_LOOKUP)
 
-
-async def record_rating(record: RatingRecord) -> None:
-    await workflow.execute_activity(
-        "record_rating", record, result_type=bool, summary=f"rating: {record.rating.score}", **_STORE
-    )
 
 
 async def publish_answer(record: PublicationRecord) -> None:
