@@ -151,14 +151,26 @@ def with_placeholders(source: Path, target: Path, until: date) -> list[int]:
     State Council's table for next year is in data/calendar. Production reads data/calendar and
     waits for the official file instead (a placeholder would be a guess). The placeholder's
     version says so, and every deadline computed with it records that version.
+
+    Only `<year>.toml` files of `target` are removed or written; `target` may not be, contain or
+    lie inside `source` (ValueError).
     """
+    import re
     import shutil
 
+    # Only `<year>.toml` files are ever removed or written: OUT may be any directory an operator
+    # names, and what else it holds (data/'s matters.toml, org.toml, risk.toml...) is not ours.
+    year_file = re.compile(r"\d{4}\.toml")
+    source_dir, target_dir = source.resolve(), target.resolve()
+    if source_dir == target_dir or source_dir.is_relative_to(target_dir) or target_dir.is_relative_to(source_dir):
+        raise ValueError(f"{target} overlaps the calendar directory it is copied from ({source})")
     target.mkdir(parents=True, exist_ok=True)
     for old in target.glob("*.toml"):
-        old.unlink()
+        if year_file.fullmatch(old.name) and old.is_file():
+            old.unlink()
     for path in source.glob("*.toml"):
-        shutil.copy(path, target / path.name)
+        if year_file.fullmatch(path.name):
+            shutil.copy(path, target / path.name)
     missing = [year for year in range(date.today().year, until.year + 1) if not (source / f"{year}.toml").exists()]
     for year in missing:
         (target / f"{year}.toml").write_text(

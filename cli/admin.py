@@ -55,13 +55,8 @@ def dev_calendar(
     from activities.calendar import with_placeholders
 
     source = get_settings().calendar_dir
-    if out.resolve() == source.resolve():
-        # with_placeholders empties OUT first: the official tables would be replaced by guesses.
-        raise calls.Refused(
-            f"{out} is the calendar directory dev-calendar reads from ({source}); "
-            "write the development calendar elsewhere (make run uses var/calendar)",
-            calls.BAD_INPUT,
-        )
+    if refusal := _dev_calendar_refusal(out, source):
+        raise calls.Refused(refusal, calls.BAD_INPUT)
     placeholders = list(with_placeholders(source, out, date.today() + timedelta(days=366)))
     for year in placeholders:
         render.warn(
@@ -70,6 +65,30 @@ def dev_calendar(
         )
     if output is Output.json:
         render.dump({"calendar": str(out), "placeholders": list(placeholders)})
+
+
+def _dev_calendar_refusal(out: Path, source: Path) -> str | None:
+    """Why OUT must not be written, or None. with_placeholders replaces OUT's <year>.toml files:
+    OUT must not overlap the official tables it copies, nor hold other .toml files (data/ holds
+    the catalog, the directory and the risk rules), whose presence says OUT is the wrong place."""
+    import re
+
+    target, official = out.resolve(), source.resolve()
+    hint = "write the development calendar elsewhere (make run uses var/calendar)"
+    if target == official:
+        return f"{out} is the calendar directory dev-calendar reads from ({source}); {hint}"
+    if official.is_relative_to(target):
+        return f"{out} contains the calendar directory dev-calendar reads from ({source}); {hint}"
+    if target.is_relative_to(official):
+        return f"{out} lies inside the calendar directory dev-calendar reads from ({source}); {hint}"
+    if target.is_dir():
+        others = sorted(p.name for p in target.glob("*.toml") if not re.fullmatch(r"\d{4}\.toml", p.name))
+        if others:
+            return (f"{out} holds .toml files that are not a calendar's <year>.toml ({', '.join(others)}); "
+                    f"it is not a calendar directory: {hint}")
+    elif target.exists():
+        return f"{out} is not a directory; {hint}"
+    return None
 
 
 keys = typer.Typer(no_args_is_help=True, help="Signing keys for the actor assertion on every message (security/).")

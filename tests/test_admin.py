@@ -50,18 +50,67 @@ def test_setup_runs_twice_on_the_dev_server(dev_server):
     assert first == second == {"added": []}  # the fixture started the server with them
 
 
+def snapshot(directory) -> dict[str, bytes]:
+    return {str(path.relative_to(directory)): path.read_bytes() for path in directory.rglob("*.toml")}
+
+
 def test_dev_calendar_refuses_to_overwrite_the_directory_it_reads(tmp_path):
-    official = tmp_path / "calendar"
-    shutil.copytree(ROOT / "data" / "calendar", official)
-    before = {path.name: path.read_bytes() for path in official.glob("*.toml")}
+    # The repository's layout: data/ holds the catalog, the directory, the risk rules and calendar/.
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    official = data / "calendar"
+    before = snapshot(data)
+    assert {"matters.toml", "org.toml", "risk.toml", "calendar/2026.toml"} <= set(before)
     (tmp_path / "link").symlink_to(official)
+    (tmp_path / "data-link").symlink_to(data)
+    elsewhere_config = tmp_path / "conf"
+    elsewhere_config.mkdir()
+    (elsewhere_config / "settings.toml").write_text("keep = true\n", encoding="utf-8")
 
-    for out in (str(official), "calendar/", "./link", str(tmp_path / "x" / ".." / "calendar")):
-        ran = starter("admin", "dev-calendar", out, cwd=tmp_path, HALLFLOW_CALENDAR_DIR=str(official))
+    def dev_calendar(out: str) -> subprocess.CompletedProcess:
+        return starter("admin", "dev-calendar", out, cwd=tmp_path, HALLFLOW_CALENDAR_DIR=str(official))
+
+    # OUT is the source, contains it (data/, the parent) or lies inside it.
+    for out in (str(official), "data/calendar/", "./link", str(tmp_path / "x" / ".." / "data" / "calendar"),
+                "data", "data/", str(data), "./data-link", ".", "data/calendar/dev", "link/dev"):
+        ran = dev_calendar(out)
         assert ran.returncode == 2, (out, ran.stdout, ran.stderr)
-        assert len(ran.stderr.strip().splitlines()) == 1 and "reads from" in ran.stderr, ran.stderr
-    assert {path.name: path.read_bytes() for path in official.glob("*.toml")} == before
+        assert len(ran.stderr.strip().splitlines()) == 1 and "reads from" in ran.stderr, (out, ran.stderr)
+    assert snapshot(data) == before
+    assert not (official / "dev").exists()
 
-    elsewhere = starter("admin", "dev-calendar", "var/calendar", cwd=tmp_path, HALLFLOW_CALENDAR_DIR=str(official))
+    # OUT holds .toml files that are no calendar's: not a calendar directory.
+    ran = dev_calendar("conf")
+    assert ran.returncode == 2, ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1 and "settings.toml" in ran.stderr, ran.stderr
+    assert (elsewhere_config / "settings.toml").read_text(encoding="utf-8") == "keep = true\n"
+
+    elsewhere = dev_calendar("var/calendar")
     assert elsewhere.returncode == 0, elsewhere.stderr
-    assert set(before) <= {path.name for path in (tmp_path / "var" / "calendar").glob("*.toml")}
+    written = {path.name for path in (tmp_path / "var" / "calendar").glob("*.toml")}
+    assert {"2025.toml", "2026.toml"} <= written
+    assert dev_calendar("var/calendar").returncode == 0  # again, over its own output
+    assert snapshot(data) == before
+
+
+def test_with_placeholders_touches_only_year_files(tmp_path):
+    from datetime import date
+
+    import pytest
+
+    from activities.calendar import with_placeholders
+
+    source = ROOT / "data" / "calendar"
+    target = tmp_path / "calendar"
+    target.mkdir()
+    (target / "notes.toml").write_text("kept = true\n", encoding="utf-8")
+    (target / "2019.toml").write_text("stale\n", encoding="utf-8")
+    with_placeholders(source, target, date.today())
+    assert (target / "notes.toml").read_text(encoding="utf-8") == "kept = true\n"
+    assert not (target / "2019.toml").exists()
+    assert (target / "2026.toml").read_bytes() == (source / "2026.toml").read_bytes()
+
+    for overlapping in (source, source.parent, source / "dev"):
+        with pytest.raises(ValueError, match="overlaps"):
+            with_placeholders(source, overlapping, date.today())
+    assert not (source / "dev").exists()
