@@ -27,6 +27,7 @@ from activities.risk import RiskActivities, load_risk_policy
 from activities.watch import WatchDelivery
 from activities.notify import LogChannel
 from activities.store import Store
+from activities.terms import TermsActivities
 from contract.org import SYSTEM_ACTOR
 from contract.rating import FeedbackPolicy
 from logs import configure_logging, core_runtime
@@ -65,13 +66,12 @@ def hallflow_activities(
         risks.record_risk,
         PublicationActivities(store.engine).publish_answer,
         feedback.feedback_policy,
-        catalog.get_matter,
+        TermsActivities(catalog, calendar, feedback, store).case_terms,
         directory.org_directory,
         calendar.working_days_after,
         calendar.working_days_between,
         store.record_audit,
         store.record_step,
-        store.has_broken_commitment,
     ]
 
 

@@ -85,6 +85,9 @@ class CatalogActivities:
 
     @activity.defn(name="get_matter")
     async def get_matter(self, code: str) -> Matter | None:
+        return self.matter(code)
+
+    def matter(self, code: str) -> Matter | None:
         """None for an unknown code: the workflow turns that into a not-accepted notice."""
         matter = self._catalog.get(code)
         if matter is None:

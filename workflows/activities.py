@@ -5,19 +5,20 @@ Activities are called by name so workflows/ never imports the database or I/O mo
 """
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 from contract.calendar import WorkingDayCount, WorkingDays, WorkingDaysBetween, WorkingDaysRequest
-from contract.matter import Matter
 from contract.org import Directory
 from contract.rating import FeedbackPolicy, Rating
 from contract.suggestion import PublicationRecord
 from contract.risk import RiskEntry, RiskPolicy
 from contract.records import AuditEntry, Step
+from contract.terms import CaseTerms, CaseTermsRequest
+from workflows.clock import within
 
 # Store and notifications retry without limit: a database outage delays a case, never loses a step.
 _STORE = dict(start_to_close_timeout=timedelta(seconds=30), retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=1)))
@@ -50,6 +51,18 @@ def lookups_idle() -> bool:
     return _lookups().count == 0
 
 
+async def quiet(size: Callable[[], int]) -> None:
+    """Return once no lookup is in flight and `size()` (what is waiting to go out) held still for
+    two passes of the workflow's event loop: the code woken by the same message or timer has
+    recorded what it will before it next waits, so a step goes out as one write and one upsert."""
+    still = 0
+    while still < 2:
+        await workflow.wait_condition(lookups_idle)
+        before = size()
+        await workflow.wait_condition(lambda: True)  # one pass: conditions checked, woken code run
+        still = still + 1 if size() == before and lookups_idle() else 0
+
+
 async def _lookup(name: str, *args: Any, result_type: Any, summary: str, **options: Any) -> Any:
     lookups = _lookups()
     lookups.count += 1
@@ -76,9 +89,9 @@ async def local_first(name: str, *args: Any, result_type: Any = None, summary: s
         return await workflow.execute_activity(name, args=list(args), result_type=result_type, summary=summary, **regular)
 
 
-async def get_matter(code: str) -> Matter | None:
-    # A local activity: an in-memory catalog read needs one marker event, not a full activity.
-    return await _lookup("get_matter", code, result_type=Matter | None, summary=f"catalog: {code}", **_LOOKUP)
+async def case_terms(req: CaseTermsRequest) -> CaseTerms:
+    # Local: the catalog, the calendar and the feedback settings from memory, kept as one marker.
+    return await _lookup("case_terms", req, result_type=CaseTerms, summary=f"terms: {req.matter_code}", **_LOOKUP)
 
 
 async def org_directory() -> Directory:
@@ -88,8 +101,11 @@ async def org_directory() -> Directory:
     )
 
 
-async def working_days_after(req: WorkingDaysRequest, summary: str) -> WorkingDays:
-    return await local_first("working_days_after", req, result_type=WorkingDays, summary=summary, regular=_LOOKUP)
+async def working_days_after(req: WorkingDaysRequest, summary: str, known: WorkingDays | None = None) -> WorkingDays:
+    """`known`: a schedule already in history (the case's); read off it when it reaches far enough."""
+    return within(known, req.start, req.days) or await local_first(
+        "working_days_after", req, result_type=WorkingDays, summary=summary, regular=_LOOKUP
+    )
 
 
 async def working_days_between(req: WorkingDaysBetween) -> WorkingDayCount:
@@ -98,23 +114,12 @@ async def working_days_between(req: WorkingDaysBetween) -> WorkingDayCount:
     )
 
 
-
-
 async def record_audit(entry: AuditEntry) -> None:
     await workflow.execute_activity("record_audit", entry, result_type=bool, summary=f"audit: {entry.action}", **_STORE)
 
 
-
-async def has_broken_commitment(applicant_id: str) -> bool:
-    return await local_first(
-        "has_broken_commitment", applicant_id, result_type=bool, summary="credit record check", regular=_STORE
-    )
-
-
-
 async def feedback_policy() -> FeedbackPolicy:
     return await local_first("feedback_policy", result_type=FeedbackPolicy, summary="feedback settings", regular=_LOOKUP)
-
 
 
 async def publish_answer(record: PublicationRecord) -> None:

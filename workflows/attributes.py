@@ -14,6 +14,7 @@ class _Pending:
     def __init__(self) -> None:
         self.updates: dict[str, SearchAttributeUpdate] = {}
         self.task: asyncio.Task | None = None
+        self.changes = 0
 
 
 def upsert(updates: list[SearchAttributeUpdate]) -> None:
@@ -24,12 +25,13 @@ def upsert(updates: list[SearchAttributeUpdate]) -> None:
     pending = instance.__dict__.setdefault("_attributes_pending", _Pending())
     for update in updates:
         pending.updates[update.key.name] = update
+        pending.changes += 1
     if pending.task is None:
         # Runs once the code that made the change waits: by then the step's changes are all in.
         pending.task = asyncio.get_running_loop().create_task(_apply(pending))
 
 
 async def _apply(pending: _Pending) -> None:
-    await workflow.wait_condition(act.lookups_idle)  # the changes that follow a lookup join these
+    await act.quiet(lambda: pending.changes)  # the rest of the step, and what follows a lookup, join these
     updates, pending.updates, pending.task = list(pending.updates.values()), {}, None
     workflow.upsert_search_attributes(updates)

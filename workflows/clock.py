@@ -4,14 +4,13 @@ The calendar itself is data read by an activity (activities/calendar.py), so the
 history and a case replays the same after next year's holiday table ships.
 """
 
+import asyncio
 from datetime import date, datetime, time, timedelta, timezone
-from typing import TYPE_CHECKING, Callable
-
-if TYPE_CHECKING:
-    from contract.calendar import WorkingDays
+from typing import Callable
 
 from temporalio import workflow
 
+from contract.calendar import WorkingDays
 from contract.common import SHANGHAI
 
 
@@ -24,10 +23,30 @@ def local_date(instant: datetime) -> date:
     return instant.astimezone(SHANGHAI).date()
 
 
-async def wait_until(condition: Callable[[], bool], deadline: datetime, summary: str) -> bool:
-    """Wait for `condition` until `deadline`; True if it held in time, False if the deadline passed."""
+def within(schedule: WorkingDays | None, start: datetime, days: int) -> WorkingDays | None:
+    """The first `days` working days after `start`'s date, read off `schedule` (a calendar answer
+    already in history) when it reaches that far: no lookup, no event. None when it does not."""
+    if schedule is None or days < 1 or local_date(start) < local_date(schedule.start):
+        return None
+    # The schedule lists every working day after its own start date, so the ones after a later
+    # date are the same days the calendar would give.
+    after = [d for d in schedule.days if d > local_date(start)]
+    if len(after) < days:
+        return None
+    return WorkingDays(start=start, days=after[:days], due_at=end_of_day(after[days - 1]), calendar_version=schedule.calendar_version)
+
+
+async def wait_until(condition: Callable[[], bool], deadline: datetime, summary: str, cancel: bool = True) -> bool:
+    """Wait for `condition` until `deadline`; True if it held in time, False if the deadline passed.
+
+    cancel=False leaves the timer running once the condition holds, for a wait the run ends soon
+    after (a timer still pending when a workflow completes costs no event; cancelling it, one)."""
     remaining = deadline - workflow.now()
     if remaining <= timedelta(0):
+        return condition()
+    if not cancel:
+        timer = asyncio.ensure_future(workflow.sleep(remaining, summary=summary))
+        await workflow.wait_condition(lambda: condition() or timer.done())
         return condition()
     try:
         await workflow.wait_condition(condition, timeout=remaining, timeout_summary=summary)

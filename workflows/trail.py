@@ -43,6 +43,7 @@ class Trail:
         self._counts: dict[str, int] = {}  # records per action or notice kind, for their keys
         self._writer: asyncio.Task | None = None
         self._failure: BaseException | None = None
+        self._queued = 0  # rows, notices and attachments queued so far: the writer waits till it holds still
 
     async def record(self, action: str, actor: str, reason: str = "", details: dict[str, Any] | None = None) -> None:
         now = workflow.now()
@@ -110,6 +111,7 @@ class Trail:
         return step_key(name, self._counts[name])
 
     def _kick(self) -> None:
+        self._queued += 1
         if self._writer is None and self._failure is None:
             # Starts once the code that recorded waits: the rest of this step joins the same write.
             self._writer = asyncio.get_running_loop().create_task(self._write())
@@ -117,8 +119,8 @@ class Trail:
     async def _write(self) -> None:
         try:
             while self._pending():
-                # A lookup in flight: what follows from its answer joins this step's write.
-                await workflow.wait_condition(act.lookups_idle)
+                # What the rest of this step (and a lookup's answer) brings joins the same write.
+                await act.quiet(lambda: self._queued)
                 step, self._step = self._step, Step()
                 actions = [e.audit.action for e in step.case_events] + [e.action for e in step.entries]
                 summary = f"audit: {', '.join(actions)}" if actions else f"notify: {', '.join(n.kind for n in step.notices)}"

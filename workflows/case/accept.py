@@ -16,8 +16,9 @@ with workflow.unsafe.imports_passed_through():
     from contract import search
     from workflows import attributes
     from contract.calendar import WorkingDaysRequest
-    from contract.case import CaseOutcome, CaseRegistration, CaseStage, SupplementMaterials, SupplementResult
+    from contract.case import CaseApplication, CaseOutcome, CaseRegistration, CaseStage, SupplementMaterials, SupplementResult
     from contract.matter import Matter
+    from contract.terms import CaseTermsRequest
     from workflows import activities as act
     from workflows import notices
     from workflows.clock import CaseClock, end_of_day, local_date, wait_until
@@ -49,23 +50,37 @@ class AcceptPhase:
             )
         )  # written with the `received` row, in the same step
         await self._trail.record("received", app.clerk, details={"materials": sorted(self._received - self._early)})
-        await self._trail.settle()  # a case number already taken fails the run here, before anything else
-        self._registered = True
+        self._registered = True  # what is recorded from now on comes after `received`
 
-        matter = await act.get_matter(app.matter_code)
+        matter = await self._check(app)
+        # The registration goes in one transaction with the acceptance's rows and notices: a case
+        # number already taken fails the run here, and nothing of it is written.
+        await self._trail.settle()
+        return matter
+
+    async def _check(self, app: CaseApplication) -> Matter | None:
+        # The credit record matters only where materials may be deferred: under a signed commitment.
+        applicant = app.applicant.applicant_id if app.commitment_signed else None
+        terms = await act.case_terms(
+            CaseTermsRequest(matter_code=app.matter_code, start=workflow.now(), applicant_id=applicant)
+        )
+        self._broken_commitment = bool(terms.broken_commitment)
+        self._feedback = terms.feedback  # the rating window, when the case ends, is counted by these
+        self._schedule = terms.schedule
+        matter = terms.matter
         if matter is None:
             await self._not_accept([], [f"未知事项编码 {app.matter_code}（unknown matter）"])
             return None
         self._matter = matter
         attributes.upsert([search.DEPARTMENT.value_set(matter.lead_department)])
-        refusal = await self._acceptance_check(matter)
+        refusal = self._acceptance_check(matter)
         if refusal is not None:
             await self._not_accept(*refusal)
             return None
         await self._accept_case(matter)
         return matter
 
-    async def _acceptance_check(self, matter: Matter) -> tuple[list[str], list[str]] | None:
+    def _acceptance_check(self, matter: Matter) -> tuple[list[str], list[str]] | None:
         """Return (missing material codes, reasons) when the case may not be accepted."""
         missing_core = matter.core_codes - self._received
         missing_other = matter.material_codes - matter.core_codes - self._received
@@ -76,12 +91,7 @@ class AcceptPhase:
             return None
         if not self._app.commitment_signed:
             return everything_missing, ["容缺受理须签署告知承诺书（deferral needs a signed commitment）"]
-        received = set(self._received)
-        broken = await act.has_broken_commitment(self._app.applicant.applicant_id)
-        if self._received != received:
-            # Materials arrived while the record was checked (sent with the start): check again.
-            return await self._acceptance_check(matter)
-        if broken:
+        if self._broken_commitment:
             return everything_missing, ["申请人有承诺失信记录，不适用容缺受理（broken commitment on record）"]
         self._deferred = missing_other
         self._materials_complete = False
@@ -89,9 +99,13 @@ class AcceptPhase:
 
     async def _accept_case(self, matter: Matter) -> None:
         self._accepted_at = workflow.now()
+        # Through the statutory limit and a rating window after it, so that the panel's and the
+        # rating's deadlines are read off it too (workflows/clock.within), without a lookup each.
+        days = matter.statutory_days + self._feedback.rating_window_days
         self._days = await act.working_days_after(
-            WorkingDaysRequest(start=self._accepted_at, days=matter.statutory_days),
+            WorkingDaysRequest(start=self._accepted_at, days=days),
             summary=f"statutory limit: {matter.statutory_days} working days",
+            known=self._schedule,
         )
         self._clock = CaseClock(self._days, matter.promised_days, matter.statutory_days)
         if self._deferred:

@@ -26,10 +26,11 @@ RATING_GRACE = timedelta(minutes=1)
 
 class RatePhase:
     async def collect_rating(self) -> None:
-        policy = await act.feedback_policy()
+        policy = self._feedback or await act.feedback_policy()
         days = await act.working_days_after(
             WorkingDaysRequest(start=workflow.now(), days=policy.rating_window_days),
             summary=f"rating window: {policy.rating_window_days} working days",
+            known=self._days,
         )
         self._rating_open_until = days.due_at
         workflow.set_current_details(self._details_line())
@@ -37,7 +38,10 @@ class RatePhase:
         title, body = notices.rating_invited(self._app.case_no, self._rating_open_until)
         await self._notify_applicant("rating_invited", title, body)
         day = local_date(days.due_at - timedelta(seconds=1))
-        if await wait_until(lambda: self._rating is not None, days.due_at, f"rating window closes {day}"):
+        # The window's timer is left to run once rated: the case ends a minute later, and a timer
+        # pending at the end costs no event where cancelling it costs one.
+        rated = lambda: self._rating is not None  # noqa: E731
+        if await wait_until(rated, days.due_at, f"rating window closes {day}", cancel=False):
             rating = self._rating
             assert rating is not None and self._outcome is not None
             self._outcome.rating = rating.score

@@ -68,7 +68,9 @@ class RoutePhase:
         """并联审批: every department asked at once, each with its own deadline."""
         longest = max(c.deadline_days for c in matter.consult)
         days = await act.working_days_after(
-            WorkingDaysRequest(start=workflow.now(), days=longest), summary=f"opinion deadlines (≤ {longest} working days)"
+            WorkingDaysRequest(start=workflow.now(), days=longest),
+            summary=f"opinion deadlines (≤ {longest} working days)",
+            known=self._days,
         )
         self._consultations = [
             Consultation(department=c.department, due_at=end_of_day(days.days[c.deadline_days - 1])) for c in matter.consult
@@ -185,7 +187,7 @@ class RoutePhase:
         while True:
             tally = self._tally = Tally(panel, recused)
             days = await act.working_days_after(
-                WorkingDaysRequest(start=workflow.now(), days=panel.voting_days), summary="voting deadline"
+                WorkingDaysRequest(start=workflow.now(), days=panel.voting_days), summary="voting deadline", known=self._days
             )
             closes = self._vote_closes_at = days.due_at
             await self._enter(

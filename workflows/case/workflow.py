@@ -27,7 +27,7 @@ with workflow.unsafe.imports_passed_through():
     from contract.case import case_workflow_id
     from contract.converter import Unreadable
     from contract.matter import Matter
-    from contract.rating import Rate, Rating
+    from contract.rating import FeedbackPolicy, Rate, Rating
     from contract.records import CaseSnapshot
     from workflows.approval import Tally
     from workflows.case.accept import AcceptPhase
@@ -66,11 +66,14 @@ class CaseWorkflow(AcceptPhase, RoutePhase, DecidePhase, RatePhase, SignalTwins,
         # Handed in by supplement_materials before acceptance (update-with-start): the acceptance
         # check counts them; the `received` entry lists the application's own.
         self._early: set[str] = set()
-        self._registered = False  # the `received` entry is in the audit trail
+        self._registered = False  # the `received` entry is queued: what is recorded next follows it
+        self._broken_commitment = False  # the applicant's credit record, read with the case's terms
         self._deferred: set[str] = set()  # non-core materials still owed under the commitment
         self._materials_complete = True  # no material owed, and that is in the audit trail
         self._accepted_at: datetime | None = None
-        self._days: WorkingDays | None = None  # working days from acceptance to the statutory limit
+        self._schedule: WorkingDays | None = None  # from case_terms: read off by _days when the dates match
+        self._days: WorkingDays | None = None  # working days from acceptance to the statutory limit and a rating window
+        self._feedback: FeedbackPolicy | None = None  # the feedback settings the case was received under
         self._clock: CaseClock | None = None
         self._deferral_due: datetime | None = None
         # route
