@@ -1,14 +1,16 @@
 """RectificationWorkflow: every bad review (差评) verified, rectified or explained, and answered.
 
 Started by CaseWorkflow for a rating of 1 or 2, id `rectification-<case_no>`, owned by the department
-that handled the case. Steps (domain.md, Feedback):
+that handled the case, or by the hall for a case whose matter is unknown (the order's department is
+then the hall's code): its clerks and supervisors act, and its supervisors are escalated to.
+Steps (domain.md, Feedback):
 1. verify by calling back within `verify_days` working days (Update `verify`);
 2. found malicious: set aside only with a reason and a second officer's confirmation
    (Update `confirm_set_aside`), within the rectification deadline; the rater is not answered;
 3. otherwise rectify or explain and answer the applicant within `rectify_days` working days of the
    start of the rectification (Update `rectify`).
 Each step is reminded to the department at 00:00 of its deadline's last working day, escalated once
-to the department head when missed, and stays open until done: nothing closes silently (the target
+to the department head (a hall's supervisors) when missed, and stays open until done: nothing closes silently (the target
 is 100% rectification).
 """
 
@@ -36,8 +38,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.feedback import chase, deadline, overdue_flags, show_day
     from workflows.trail import SYSTEM, Trail
     from workflows.guard import refuse_input
-    from contract.org import SYSTEM_ACTOR
-    from workflows.authority import department_people
+    from contract.org import SYSTEM_ACTOR, Role
+    from workflows.authority import department_people, hall_people
     from workflows.governed import Governed
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
@@ -123,10 +125,12 @@ class RectificationWorkflow(SignalTwins, Governed):
 
         async def escalate() -> None:
             self._overdue = True
-            self._waiting.publish([self._order.department, f"head:{self._order.department}"], along=overdue_flags(True, None))
+            above = self._escalated_to()
+            self._waiting.publish([self._order.department, *above], along=overdue_flags(True, None))
             workflow.set_current_details(self._details_line())
             title, body = notices.feedback_overdue(subject, step, self._due_or_raise())
-            await self._trail.notify(f"head:{self._order.department}", "rectification_overdue", title, body)
+            for recipient in above:
+                await self._trail.notify(recipient, "rectification_overdue", title, body)
             await self._trail.record("step_overdue", SYSTEM, details={"step": what, "due_at": self._due_or_raise().isoformat()})
 
         await chase(what, self._due_or_raise, done, remind, escalate)
@@ -138,6 +142,20 @@ class RectificationWorkflow(SignalTwins, Governed):
             along=[search.FEEDBACK_STAGE.value_set(stage), *overdue_flags(False, due)],
         )
         workflow.set_current_details(self._details_line())
+
+    def _hall_owned(self) -> bool:
+        """A bad review of a case whose matter is unknown: the hall that received it owns it."""
+        return self._order.department == self._order.hall
+
+    def _escalated_to(self) -> list[str]:
+        """Who a missed step is escalated to: the department's head (`head:<department>`), or for a
+        hall-owned review the hall's supervisors in the directory now (by id; `supervisor:<hall>`
+        if the directory names none, so the notice still says whom it is for)."""
+        if not self._hall_owned():
+            return [f"head:{self._order.department}"]
+        assert self.org is not None
+        hall = self._order.hall
+        return self.org.with_role(Role.SUPERVISOR, workflow.now(), hall=hall) or [f"supervisor:{hall}"]
 
     def _due_or_raise(self) -> datetime:
         assert self._due is not None
@@ -208,12 +226,15 @@ class RectificationWorkflow(SignalTwins, Governed):
             )
 
     def who_may(self, message: str, req: Any) -> tuple[Iterable[str], str] | None:
-        """Only hallflow opens a rectification (a bad review); the responsible department verifies,
-        confirms a set-aside (a second officer: the validator) and rectifies."""
+        """Only hallflow opens a rectification (a bad review); the responsible department's officers
+        and heads, or for a hall-owned review the hall's clerks and supervisors, verify, confirm a
+        set-aside (a second officer: the validator) and rectify."""
         assert self.org is not None
         if message == "start":
             return [SYSTEM_ACTOR], "open a rectification (hallflow does, for every bad review)"
         dept = self._order.department
+        if self._hall_owned():
+            return hall_people(self.org, workflow.now(), dept), f"{message} a bad review owned by the hall {dept}"
         return department_people(self.org, workflow.now(), dept), f"{message} a bad review owned by {dept}"
 
     SIGNAL_TWINS = {
