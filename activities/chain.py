@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, and_, func, text, update
 from sqlalchemy import select as core_select
 from sqlmodel import Session, col, select
 
-from activities.db import AuditRow, as_utc
+from activities.stored import AuditRow, as_utc
 
 GENESIS = "0" * 64  # the prev_hash of a subject's first row
 # Every stored field but the row id and the hash: what a row's hash covers.

@@ -1,4 +1,4 @@
-"""The application database: engine, tables, and the one rule for stored times.
+"""The application database: engine, tables, and the one rule for stored times (activities/stored.py).
 
 SQLite file by default (development, a single hall), PostgreSQL by URL (production).
 Personal data lives in `applicants` only, sealed; every other table holds opaque ids and codes
@@ -8,53 +8,24 @@ hallflow's back shows.
 """
 
 import functools
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, ParamSpec, TypeVar
 
 import structlog
-from sqlalchemy import (
-    JSON, DateTime, Engine, Index, String, Text, TypeDecorator, create_engine, event, exc, inspect, text,
-)
+from sqlalchemy import Engine, String, Text, create_engine, event, exc, inspect, text
 from sqlalchemy.engine import Connection, make_url
 from sqlmodel import Field, Session, SQLModel
 from temporalio.exceptions import ApplicationError
 
+from activities.chain import chain_existing_rows, configured_algorithm
+from activities.stored import AuditRow, UtcDateTime, as_utc  # noqa: F401 (re-exported: import them from here)
 from contract.case import Applicant
 from security.sealing import LOOKUP_HEX, sealed_length
 
 T = TypeVar("T")
 P = ParamSpec("P")
 log = structlog.get_logger()
-
-
-def as_utc(value: datetime) -> datetime:
-    """The one place stored times are normalised: SQLite gives naive values, which are UTC."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """DateTime(timezone=True) that takes aware values only and gives back UTC-aware ones.
-
-    SQLite has no zone-aware type and would drop the offset silently, so every value is
-    converted to UTC before it is written; PostgreSQL returns the session's zone, so reads
-    are converted back to UTC too.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime refused: hallflow stores timezone-aware instants only")
-        return value.astimezone(timezone.utc)
-
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else as_utc(value)
 
 
 class CaseRow(SQLModel, table=True):
@@ -105,36 +76,6 @@ class ApplicantRow(SQLModel, table=True):
     # HMAC of the normalised ID number: how a person is found again (broken commitments).
     id_number_hmac: str | None = Field(default=None, index=True, sa_type=String(LOOKUP_HEX))
     updated_at: datetime = Field(sa_type=UtcDateTime)
-
-
-class AuditRow(SQLModel, table=True):
-    """One state change (contract.records.AuditEntry). Append-only, hash-chained per subject."""
-
-    __tablename__ = "audit"
-    __table_args__ = (
-        Index("ix_audit_subject", "subject_type", "subject_id"),
-        # One row per place in a subject's chain: two writers cannot both append after one head.
-        Index("ux_audit_chain", "subject_type", "subject_id", "seq", unique=True),
-    )
-
-    id: int | None = Field(default=None, primary_key=True)
-    key: str = Field(unique=True)  # idempotency key made by the workflow
-    subject_type: str
-    subject_id: str
-    action: str
-    actor: str
-    reason: str = Field(default="", sa_type=Text)
-    at: datetime = Field(sa_type=UtcDateTime)  # when it happened (workflow time)
-    workflow_id: str
-    run_id: str
-    details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # codes, counts, dates only
-    signed_with: str | None = None  # the key id that signed the message behind this row, if any
-    recorded_at: datetime = Field(sa_type=UtcDateTime)  # when this row was written
-    # The chain (activities/chain.py). Null only on a row added outside it, which verify reports.
-    seq: int | None = None  # 1, 2, 3 … within the subject
-    prev_hash: str | None = None  # the subject's previous row's hash
-    hash_alg: str | None = None  # sha256 | sm3
-    hash: str | None = None  # over every field above but id
 
 
 class OutboxRow(SQLModel, table=True):
@@ -371,8 +312,6 @@ ADDED_COLUMNS = [
 def _chain_audit(conn: Connection) -> None:
     """The audit rows written before the chain are chained, and the chain's index made, in the
     transaction that adds its columns: no worker appends to a chain before its old rows are in."""
-    from activities.chain import chain_existing_rows, configured_algorithm  # chain.py imports this module
-
     chained = chain_existing_rows(conn, configured_algorithm())
     conn.execute(text("CREATE UNIQUE INDEX IF NOT EXISTS ux_audit_chain ON audit (subject_type, subject_id, seq)"))
     log.info("audit_chained", rows=chained)

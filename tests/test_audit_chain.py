@@ -284,3 +284,11 @@ def test_an_unreachable_database_exits_3() -> None:
     ran = audit("postgresql+psycopg://postgres@127.0.0.1:9/test", "verify")
     assert ran.returncode == 3
     assert ran.stderr.strip() == "cannot read the application database: connection refused"
+
+
+def test_the_chain_and_the_tables_do_not_import_each_other():
+    """activities/chain.py needs only the audit row (activities/stored.py); db.py's create_tables
+    uses the chain. One direction: importing the chain loads no table module."""
+    code = "import sys, activities.chain; print('activities.db' in sys.modules)"
+    ran = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert ran.stdout.strip() == "False"
