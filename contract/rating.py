@@ -40,6 +40,8 @@ class Rate(BaseModel):
 class Rating(BaseModel):
     """A rating as recorded: no rater identity, only the case."""
 
+    model_config = ConfigDict(extra="forbid")
+
     case_no: CaseNo
     matter_code: Code
     department: Name = Field(description="who puts a bad review right: the lead department, or the hall")

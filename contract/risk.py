@@ -112,7 +112,7 @@ class SubmitPlan(BaseModel):
 
     officer: Name
     plan: Text = Field(min_length=1)
-    due: datetime
+    due: Instant = Field(description="when the plan will be carried out: a time with an offset")
 
 
 class Regrade(BaseModel):

@@ -21,6 +21,7 @@ from temporalio.service import RPCError
 
 from contract.approval import Review
 from contract.case import CaseStage
+from settings import ROOT
 from tests.builders import application, eventually, start_case, wait_status
 from workflows.case import CaseWorkflow
 
@@ -203,3 +204,79 @@ async def test_a_nul_in_the_applicants_name_fails_the_start_at_once(env, hall_wo
     assert failed.value.cause.type == "InvalidPayload"
     assert "applicant.name" in failed.value.cause.message and "NUL" in failed.value.cause.message
     assert sqlite_store.audit_trail("case", app.case_no) == []
+
+
+# ---- a time without an offset ----------------------------------------------------------------------
+
+
+async def test_a_plan_due_without_an_offset_is_refused_and_one_with_an_offset_is_the_step_due(env, hall_worker):
+    """The schema says date-time and the docs say every time carries an offset: a naive `due` is
+    ambiguous between halls (and left the handling risk without StepDueAt)."""
+    from datetime import datetime, timezone
+
+    from contract.risk import Acknowledge, RiskReport, RiskState, SubmitPlan, risk_workflow_id
+    from workflows.risk import RiskWorkflow
+
+    report = RiskReport(
+        risk_no=f"R-NAIVE-{uuid.uuid4().hex[:8]}", type="execution", title="queue over 2 hours", probability=0.6,
+        impact="high", responsible_department="market-regulation", owner="officer-li",
+    )
+    plan = {"officer": "officer-li", "plan": "two more windows", "due": "2099-01-07T18:00:00"}
+    async with hall_worker(env.client) as tq:
+        handle = await env.client.start_workflow(
+            RiskWorkflow.run, report, id=risk_workflow_id(report.risk_no), task_queue=tq, execution_timeout=timedelta(days=30)
+        )
+        await wait_status(handle, lambda s: s.due_at is not None, query=RiskWorkflow.status)
+        await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="officer-li", group="emergency-group-1"))
+        await wait_status(handle, lambda s: s.entry.state == RiskState.AWAITING_PLAN and s.due_at is not None,
+                          query=RiskWorkflow.status)
+
+        # Signed for the officer the payload names: what is wrong is only the time.
+        from temporalio.client import Client
+
+        from security.keys import load_private
+        from security.sender import Signer
+        from settings import get_settings
+        from tests.org_fixtures import data_converter
+
+        officer = Signer(load_private(get_settings().signing_key), "officer-li")
+        officer.clock = env.get_current_time
+        as_officer = Client(env.client.service_client, namespace=env.client.namespace,
+                            data_converter=data_converter, interceptors=[officer])
+        naive = as_officer.get_workflow_handle(handle.id)
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await naive.execute_update("submit_plan", raw(b"json/plain", json.dumps(plan).encode()))
+        assert refused.value.cause.type == "InvalidPayload" and refused.value.cause.non_retryable
+        assert "due" in refused.value.cause.message
+        assert "docs/schemas/RiskWorkflow.submit_plan.input.json" in refused.value.cause.message
+        await naive.signal("submit_plan_signal", raw(b"json/plain", json.dumps(plan).encode()))
+        status = await wait_status(handle, lambda s: s.refused_signals, query=RiskWorkflow.status)
+        assert [(r.signal, r.error) for r in status.refused_signals] == [("submit_plan_signal", "InvalidPayload")]
+        assert status.entry.state == RiskState.AWAITING_PLAN
+
+        shanghai = timezone(timedelta(hours=8))
+        await handle.execute_update(RiskWorkflow.submit_plan, SubmitPlan(
+            officer="officer-li", plan="two more windows", due=datetime(2099, 1, 7, 18, tzinfo=shanghai)))
+        handling = await wait_status(handle, lambda s: s.entry.state == RiskState.HANDLING, query=RiskWorkflow.status)
+        await asyncio.sleep(0.2)
+        attributes = (await handle.describe()).typed_search_attributes
+    assert handling.entry.state == RiskState.HANDLING
+    from contract import search
+
+    assert attributes.get(search.STEP_DUE_AT) == datetime(2099, 1, 7, 10, tzinfo=timezone.utc)
+
+
+def test_a_rating_with_an_extra_field_is_refused():
+    """Rating is the watch's signal and part of a rectification's input: like every other contract
+    model, it forbids fields it does not define (and its schema says additionalProperties: false)."""
+    from pydantic import ValidationError
+
+    from contract.rating import Rating
+
+    rating = {"case_no": "A-1", "matter_code": "enterprise-opening", "department": "market-regulation",
+              "hall": "hall-central", "score": 2, "channel": "app", "at": "2099-01-05T02:00:00Z"}
+    Rating.model_validate(rating)
+    with pytest.raises(ValidationError, match="rater"):
+        Rating.model_validate({**rating, "rater": "app-0001"})
+    schema = json.loads((ROOT / "docs" / "schemas" / "SatisfactionWatchWorkflow.rating.input.json").read_text())
+    assert schema["additionalProperties"] is False

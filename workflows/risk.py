@@ -193,7 +193,7 @@ class RiskWorkflow(SignalTwins, Governed):
         ]
         if self._due is not None:
             updates.append(search.STEP_DUE_AT.value_set(self._due))
-        elif self._entry.state == RiskState.HANDLING and self._plan and self._plan.due.tzinfo:
+        elif self._entry.state == RiskState.HANDLING and self._plan:
             # While handling, the wait is due when the plan said it would be carried out.
             updates.append(search.STEP_DUE_AT.value_set(self._plan.due))
         # The owner acts on every step; the department is accountable until the plan is in.
