@@ -132,7 +132,8 @@ class RiskWorkflow(SignalTwins, Governed):
         """Wait for `step` under the level's limit; each miss escalates one rank up the chain and
         restarts the clock. The ladder ends: once every rank has been told of this step, the step
         stays open and overdue with no further timer, so an ignored risk's history stays bounded
-        (docs/reliability.md); a regrade starts the clock again."""
+        (docs/reliability.md). A regrade, a human act, restarts the ladder: the clock starts again
+        under the new level, and as many misses as the chain has ranks may escalate again."""
         assert self._entry is not None and self._policy is not None
         ranks = len(self._policy.escalation_chain(self._entry.responsible_department))
         start, missed = self._entry.reported_at, 0
@@ -140,13 +141,13 @@ class RiskWorkflow(SignalTwins, Governed):
             regraded = self._regraded
             if missed >= ranks:
                 await workflow.wait_condition(lambda: done() or self._regraded != regraded)
-                start = workflow.now()
+                start, missed = workflow.now(), 0  # regraded (or done): a new ladder under the new level
                 continue
             self._due = await self._limit_from(start, step)
             self._set_attributes()
             summary = f"{step} due {self._due.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"
             if await wait_until(lambda: done() or self._regraded != regraded, self._due, summary):
-                start = workflow.now()  # regraded (or done): the clock restarts under the new level
+                start, missed = workflow.now(), 0  # regraded (or done): the clock restarts under the new level
                 continue
             await self._escalate(step)
             missed += 1
