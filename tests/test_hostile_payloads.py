@@ -280,3 +280,47 @@ def test_a_rating_with_an_extra_field_is_refused():
         Rating.model_validate({**rating, "rater": "app-0001"})
     schema = json.loads((ROOT / "docs" / "schemas" / "SatisfactionWatchWorkflow.rating.input.json").read_text())
     assert schema["additionalProperties"] is False
+
+
+# ---- a refused Update sent with the start -------------------------------------------------------
+
+
+async def test_an_update_refused_with_the_start_is_in_the_history_as_an_accepted_update_that_failed(
+        env, hall_worker, catalog, sqlite_store):
+    """docs/integration.md, "Errors": a refused Update leaves no history, except one sent with the
+    start (update-with-start). Its validator waits for the directory, so its refusal is an
+    UPDATE_ACCEPTED followed by an UPDATE_COMPLETED carrying the failure; the case is unchanged. A
+    payload that is not one JSON object is still refused at once, with no history."""
+    from temporalio.client import WithStartWorkflowOperation
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from contract.case import SupplementMaterials, case_workflow_id
+
+    app = application(catalog["enterprise-opening"], without=("residence-proof",), signed=True)
+    async with hall_worker(env.client) as tq:
+        start = WithStartWorkflowOperation(
+            CaseWorkflow.run, app, id=case_workflow_id(app.case_no), task_queue=tq,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING, execution_timeout=timedelta(days=400),
+        )
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await env.client.execute_update_with_start_workflow(
+                CaseWorkflow.supplement_materials,
+                SupplementMaterials(materials=["residence-proof"], submitted_by="officer-li"),  # not the hall's
+                start_workflow_operation=start,
+            )
+        handle = await start.workflow_handle()
+        status = await wait_status(handle, lambda s: s.stage == CaseStage.AWAITING_REVIEW)
+        with pytest.raises(WorkflowUpdateFailedError) as malformed:
+            await handle.execute_update("supplement_materials", raw(b"binary/null", b""))
+        history = await handle.fetch_history()
+    assert refused.value.cause.type == "Forbidden" and refused.value.cause.non_retryable
+    assert malformed.value.cause.type == "InvalidPayload"
+    assert status.missing_materials == ["residence-proof"]  # nothing applied
+    updates = [e for e in history.events if e.event_type in (
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED)]
+    assert [e.event_type for e in updates] == [
+        EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED, EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_COMPLETED]
+    outcome = updates[1].workflow_execution_update_completed_event_attributes.outcome
+    assert outcome.HasField("failure") and outcome.failure.application_failure_info.type == "Forbidden"
+    assert outcome.failure.application_failure_info.non_retryable
+    assert "refused" in [e.action for e in sqlite_store.audit_trail("case", app.case_no)]

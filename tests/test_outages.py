@@ -30,7 +30,7 @@ from activities.store import Store
 from contract import search
 from contract.case import Applicant, CaseRegistration, case_workflow_id
 from tests.org_fixtures import data_converter
-from contract.records import BrokenCommitment, Notice
+from contract.records import BrokenCommitment, Notice, Step
 from contract.risk import Level, RiskEntry, RiskState
 from contract.suggestion import Publication, PublicationRecord
 from settings import ROOT
@@ -82,6 +82,8 @@ def database_calls(engine: Engine) -> dict:
         ),
         "publish_answer": lambda: publications.publish_answer(PublicationRecord(key="S-1/a", entry=entry)),
         "record_risk": lambda: risks.record_risk(risk),
+        # What a workflow writes before it next waits: here one notice naming the applicant.
+        "record_step": lambda: store.record_step(Step(notices=[notice])),
     }
 
 
@@ -104,7 +106,9 @@ def assert_short_and_impersonal(err: BaseException, reason: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "call", ["register_case", "notify", "has_broken_commitment", "record_broken_commitment", "publish_answer", "record_risk"]
+    "call",
+    ["register_case", "notify", "has_broken_commitment", "record_broken_commitment", "publish_answer", "record_risk",
+     "record_step"],
 )
 def test_database_refusing_connections_fails_each_activity_with_a_short_message(call, caplog) -> None:
     engine = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
@@ -225,3 +229,14 @@ async def test_worker_says_in_its_log_while_temporal_is_unreachable(tmp_path):
     core = [e for e in worker_log(log_path) if e["event"] == "temporal_core"]
     assert all("target" in e for e in core)  # the SDK core's warnings as JSON events, not its own text
     assert [line for line in text_logged.splitlines() if line and not line.startswith("{")] == []
+
+
+def test_starter_says_in_one_line_that_temporal_is_unreachable_and_exits_3() -> None:
+    address = f"127.0.0.1:{free_port()}"
+    ran = subprocess.run(
+        [sys.executable, "starter.py", "case", "status", "HALL-0001"], cwd=ROOT,
+        env={**os.environ, "HALLFLOW_TEMPORAL_ADDRESS": address}, capture_output=True, text=True, timeout=60,
+    )
+    assert ran.returncode == 3, ran.stderr
+    assert len(ran.stderr.strip().splitlines()) == 1 and f"cannot reach Temporal at {address}" in ran.stderr, ran.stderr
+    assert "Traceback" not in ran.stderr and ran.stdout == ""
