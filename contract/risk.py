@@ -5,7 +5,7 @@ Red: the emergency group convenes within 2 hours and submits a handling plan wit
 next level up and raises the risk one level; the step stays required. Closing needs a review (复盘).
 """
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal, Self
 
@@ -194,14 +194,43 @@ class WatchPolicy(BaseModel):
     ratings_per_run: int = Field(default=500, ge=10, description="continue-as-new after this many signals")
 
 
+# How many of the last counted ratings' case numbers the watch keeps, so that a rating delivered
+# twice (a retried delivery, minutes or hours later) counts once. It bounds the carried state
+# whatever the rating rate: about 140 KB at most, far below Temporal's 2 MiB payload limit.
+RECENT_CASES = 2_000
+
+
+class RatingDay(BaseModel):
+    """One Asia/Shanghai day of the watch's window: how many ratings it counted, how many bad."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    day: date
+    ratings: int = Field(ge=1)
+    bad: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _bad_among_ratings(self) -> Self:
+        if self.bad > self.ratings:
+            raise ValueError(f"{self.bad} bad of {self.ratings} ratings")
+        return self
+
+
 class WatchState(BaseModel):
-    """SatisfactionWatchWorkflow input: carried across continue-as-new so the window stays intact."""
+    """SatisfactionWatchWorkflow input: carried across continue-as-new so the window stays intact.
+    Its size is bounded whatever the rate: one count per day of the window, and the last
+    RECENT_CASES case numbers."""
 
     model_config = ConfigDict(extra="forbid")
 
     department: Name
-    ratings: list[tuple[Instant, bool, Name]] = Field(
-        default_factory=list, description="(at, bad, case_no) of the ratings in the window"
+    days: list[RatingDay] = Field(
+        default_factory=list, description="ratings and bad reviews per Asia/Shanghai day of the window, oldest first"
+    )
+    recent: list[CaseNo] = Field(
+        default_factory=list,
+        max_length=RECENT_CASES,
+        description="case numbers of the last ratings counted, newest last: a rating delivered twice counts once",
     )
     open_risk: str | None = None
     over_line: bool = False

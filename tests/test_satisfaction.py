@@ -155,3 +155,40 @@ async def test_continue_as_new_keeps_the_window(dev_server, sqlite_store, catalo
     # 25 ratings at 10 per run: a later run holds all 25, the bad ones of the first runs included.
     assert desc.run_id != desc.raw_description.workflow_execution_info.first_run_id
     assert (carried.ratings, carried.bad) == (25, 2)
+
+
+def test_the_carried_window_stays_small_whatever_the_rating_rate():
+    """The watch continues as new with its window. Carried rating by rating (about 54 bytes each),
+    ~38,800 ratings in 30 days would pass Temporal's 2 MiB payload limit and the watch could not
+    continue; per-day counts and a bounded list of recent case numbers stay small, and count the same."""
+    from datetime import datetime, timezone
+
+    from contract.risk import RECENT_CASES, WatchState
+    from workflows.satisfaction import count_rating
+
+    start = datetime(2099, 1, 5, 2, tzinfo=timezone.utc)
+    state = WatchState(department=DEPARTMENT)
+    total, bad, per_day = 45_000, 0, 1_500
+    for n in range(total):
+        at = start + timedelta(days=n // per_day, seconds=n % per_day)
+        is_bad = n % 20 == 7  # 5%
+        bad += is_bad
+        rating = Rating(case_no=f"CASE-{n:06d}", matter_code="x", department=DEPARTMENT, hall="h",
+                        score=1 if is_bad else 5, channel="app", at=at)
+        assert count_rating(state, rating, at, window_days=30)
+    carried = len(state.model_dump_json().encode())
+
+    assert (sum(d.ratings for d in state.days), sum(d.bad for d in state.days)) == (total, bad)  # 30 days, all in
+    assert len(state.days) == 30 and len(state.recent) == RECENT_CASES
+    assert carried < 200_000, carried
+    # A retried delivery of a recent rating counts once; the window moves on by day.
+    again = Rating(case_no=f"CASE-{total - 1:06d}", matter_code="x", department=DEPARTMENT, hall="h", score=1,
+                   channel="app", at=at)
+    assert not count_rating(state, again, at, window_days=30)
+    later = at + timedelta(days=10)
+    fresh = Rating(case_no="CASE-LATER", matter_code="x", department=DEPARTMENT, hall="h", score=5, channel="app",
+                   at=later)
+    assert count_rating(state, fresh, later, window_days=30)
+    assert [d.day for d in state.days][0] == (later + timedelta(hours=8)).date() - timedelta(days=29)
+    # Sent back into a new run as it would be: the state is a valid input of the watch.
+    assert WatchState.model_validate_json(state.model_dump_json()) == state

@@ -3,10 +3,12 @@
 The bad-review rate over the last `window_days`, judged on at least `min_ratings` ratings: over
 `max_bad_share` (5%) starts an emergency response — a red RiskWorkflow for the department, at most
 one open at a time — and it records when the rate falls back below the line. Continues as new
-before its history grows large, carrying the window.
+before its history grows large, carrying the window: a count of ratings and bad ones per
+Asia/Shanghai day, and the last RECENT_CASES case numbers (so a rating delivered twice counts
+once), a state of bounded size whatever the rating rate.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from typing import Any
 
@@ -15,7 +17,17 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contract.converter import Unreadable
     from contract.rating import Rating
-    from contract.risk import Level, RiskPolicy, RiskReport, WatchState, WatchStatus, risk_workflow_id
+    from contract.risk import (
+        RECENT_CASES,
+        Level,
+        RatingDay,
+        RiskPolicy,
+        RiskReport,
+        WatchState,
+        WatchStatus,
+        risk_workflow_id,
+    )
+    from workflows.clock import local_date
     from workflows import activities as act
     from workflows.detached import start_detached
     from contract.org import SYSTEM_ACTOR
@@ -26,6 +38,31 @@ with workflow.unsafe.imports_passed_through():
 
 def watch_workflow_id(department: str) -> str:
     return f"satisfaction-{department}"
+
+
+def count_rating(state: WatchState, rating: Rating, now: datetime, window_days: int) -> bool:
+    """Fold `rating` into the window of `state` as it stands at `now`: the days before the last
+    `window_days` Asia/Shanghai days (today included) leave it; the rating counts on its own day.
+    False, and nothing counted, for a case already counted (a retried delivery). A rating whose
+    day has already left the window is remembered but not counted."""
+    first = local_date(now) - timedelta(days=window_days - 1)
+    state.days = [d for d in state.days if d.day >= first]
+    if rating.case_no in state.recent:
+        return False
+    state.recent.append(rating.case_no)
+    del state.recent[:-RECENT_CASES]
+    day = local_date(rating.at)
+    if day < first:
+        return True
+    counted = next((d for d in state.days if d.day == day), None)
+    if counted is None:
+        counted = RatingDay(day=day, ratings=1, bad=0)
+        state.days.append(counted)
+        state.days.sort(key=lambda d: d.day)
+    else:
+        counted.ratings += 1
+    counted.bad += rating.bad
+    return True
 
 
 @workflow.defn(name="SatisfactionWatchWorkflow")
@@ -61,11 +98,8 @@ class SatisfactionWatchWorkflow(Governed):
     async def _take(self, rating: Rating, trail: Trail) -> None:
         assert self._policy is not None
         watch, state = self._policy.satisfaction, self._state
-        since = workflow.now() - timedelta(days=watch.window_days)
-        state.ratings = [r for r in state.ratings if r[0] > since]
-        if any(case_no == rating.case_no for _, _, case_no in state.ratings):
+        if not count_rating(state, rating, workflow.now(), watch.window_days):
             return  # the same rating delivered twice (a retried delivery)
-        state.ratings.append((rating.at, rating.bad, rating.case_no))
         status = self.status()
         if status.bad_share is None:
             return
@@ -130,14 +164,14 @@ class SatisfactionWatchWorkflow(Governed):
 
     @workflow.query(name="status")
     def status(self) -> WatchStatus:
-        ratings = self._state.ratings
-        bad = sum(1 for _, is_bad, _ in ratings if is_bad)
-        enough = self._policy is not None and len(ratings) >= self._policy.satisfaction.min_ratings
+        ratings = sum(d.ratings for d in self._state.days)
+        bad = sum(d.bad for d in self._state.days)
+        enough = self._policy is not None and ratings >= self._policy.satisfaction.min_ratings
         return WatchStatus(
             department=self._state.department,
-            ratings=len(ratings),
+            ratings=ratings,
             bad=bad,
-            bad_share=bad / len(ratings) if enough else None,
+            bad_share=bad / ratings if enough else None,
             over_line=self._state.over_line,
             open_risk=self._state.open_risk,
         )
