@@ -196,7 +196,8 @@ class WatchPolicy(BaseModel):
 
 # How many of the last counted ratings' case numbers the watch keeps, so that a rating delivered
 # twice (a retried delivery, minutes or hours later) counts once. It bounds the carried state
-# whatever the rating rate: about 140 KB at most, far below Temporal's 2 MiB payload limit.
+# whatever the rating rate: at most 2,000 case numbers of up to 64 characters (about 140 KB), and
+# one count per day of the window (about 50 bytes each): far below Temporal's 2 MiB payload limit.
 RECENT_CASES = 2_000
 
 
