@@ -14,6 +14,7 @@ from temporalio.api.workflowservice.v1 import GetSystemInfoRequest
 from temporalio.client import Client
 from temporalio.common import VersioningBehavior, WorkerDeploymentVersion
 from temporalio.worker import Worker, WorkerDeploymentConfig
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities import metrics
 from activities.calendar import Calendar, CalendarActivities
@@ -113,11 +114,20 @@ def deployment(settings: Settings) -> WorkerDeploymentConfig | None:
     )
 
 
+# The sandbox runs each new workflow's module again: for CaseWorkflow that re-created the class
+# and its handlers on every case (about a fifth of an automatic case's worker CPU). Everything the
+# workflow classes import is passed through already (`imports_passed_through`), so the classes'
+# own modules go too. The tests' in-process workers keep the full sandbox, which re-imports them
+# per run and so still catches a module that keeps state or calls what replay cannot repeat.
+RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules("workflows"))
+
+
 def build_worker(client: Client, settings: Settings, executor: ThreadPoolExecutor) -> Worker:
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
+        workflow_runner=RUNNER,
         activities=build_activities(settings, client),
         activity_executor=executor,  # store activities are sync (sqlmodel): they run in threads
         max_concurrent_activities=settings.activity_threads,

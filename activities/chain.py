@@ -71,7 +71,13 @@ def _fields(row: Any) -> dict[str, Any]:
 
 
 def append(session: Session, row: AuditRow, algorithm: str) -> None:
-    """Add `row` as its subject's next link. Call inside `transaction(..., attempts=ATTEMPTS)`.
+    """Add `row` as its subject's next link. Call inside `transaction(..., attempts=ATTEMPTS)`."""
+    extend(session, [row], algorithm)
+
+
+def extend(session: Session, rows: list[AuditRow], algorithm: str) -> None:
+    """Add `rows`, in order, as the next links of their subjects' chains: each subject's head is
+    read once. Call inside `transaction(..., attempts=ATTEMPTS)`.
 
     The unique index on (subject_type, subject_id, seq) is what keeps one chain: of two writers
     that read the same head, the second insert is refused and its transaction runs again on the
@@ -80,23 +86,34 @@ def append(session: Session, row: AuditRow, algorithm: str) -> None:
     to 8 times in a row with 8 writers without it. SQLite lets one writer in at a time already
     (BEGIN IMMEDIATE).
     """
+    heads: dict[tuple[str, str], tuple[int, str]] = {}
+    for row in rows:
+        subject = (row.subject_type, row.subject_id)
+        if subject not in heads:
+            heads[subject] = _head(session, *subject)
+        seq, prev = heads[subject]
+        row.seq, row.prev_hash, row.hash_alg = seq + 1, prev, algorithm
+        row.hash = compute_hash(_fields(row))
+        session.add(row)
+        heads[subject] = (row.seq, row.hash)
+
+
+def _head(session: Session, subject_type: str, subject_id: str) -> tuple[int, str]:
+    """(seq, hash) of the subject's last row, (0, GENESIS) before its first; on PostgreSQL the
+    subject's lock is taken first and held until the transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
-        # Held until the transaction ends; a hash collision only makes two subjects queue together.
-        subject = f"audit\x1f{row.subject_type}\x1f{row.subject_id}"
+        # A hash collision only makes two subjects queue together.
+        subject = f"audit\x1f{subject_type}\x1f{subject_id}"
         lock = text("SELECT pg_advisory_xact_lock(hashtextextended(:subject, 0))")
         session.connection().execute(lock, {"subject": subject})
     head = session.exec(
         select(AuditRow.seq, AuditRow.hash)
-        .where(AuditRow.subject_type == row.subject_type, AuditRow.subject_id == row.subject_id)
+        .where(AuditRow.subject_type == subject_type, AuditRow.subject_id == subject_id)
         .where(col(AuditRow.seq).is_not(None))
         .order_by(col(AuditRow.seq).desc())
         .limit(1)
     ).first()
-    row.seq = head[0] + 1 if head else 1
-    row.prev_hash = head[1] if head else GENESIS
-    row.hash_alg = algorithm
-    row.hash = compute_hash(_fields(row))
-    session.add(row)
+    return (head[0], head[1]) if head else (0, GENESIS)
 
 
 def chain_existing_rows(conn: Connection, algorithm: str) -> int:

@@ -83,6 +83,13 @@ def _key_exists(session: Session, model: type[AuditRow | OutboxRow | BrokenCommi
     return session.exec(select(model.id).where(model.key == key)).first() is not None
 
 
+def _existing_keys(session: Session, model: type[AuditRow | OutboxRow], keys: list[str]) -> set[str]:
+    """Which of `keys` are stored already: one query for a step's rows."""
+    if not keys:
+        return set()
+    return set(session.exec(select(model.key).where(col(model.key).in_(keys))).all())
+
+
 def _inserted(session: Session, row: SQLModel) -> bool:
     """Insert `row` in a savepoint; False when a unique constraint refused it (the transaction
     goes on)."""
@@ -227,7 +234,7 @@ class Store:
         """
         row = OutboxRow(**notice.model_dump(), channel=self.channel.name)
         self._insert_once(row)  # committed first: an unsent notice stays visible as pending
-        return self._dispatch(notice)
+        return bool(self._dispatch([notice]))
 
     @activity.defn(name="record_step")
     @database_activity
@@ -247,22 +254,23 @@ class Store:
         now = _now()
 
         def write(session: Session) -> int:
-            written = 0
-            for audit, snapshot in [(e.audit, e.case) for e in step.case_events] + [(e, None) for e in step.entries]:
-                if _key_exists(session, AuditRow, audit.key):
-                    continue  # a retry: this row, and the case row it came with, are in already
-                chain.append(session, self._audit_row(audit, now), self.audit_hash)
-                written += 1
-                if snapshot is not None:
-                    _bring_case_row(session, snapshot, audit.workflow_id, now)
+            rows = [(e.audit, e.case) for e in step.case_events] + [(e, None) for e in step.entries]
+            done = _existing_keys(session, AuditRow, [audit.key for audit, _ in rows])
+            # A retry: the rows already in, and the case rows they came with, are left alone.
+            new = [(audit, snapshot) for audit, snapshot in rows if audit.key not in done]
+            chain.extend(session, [self._audit_row(audit, now) for audit, _ in new], self.audit_hash)
+            cases = [(audit, snapshot) for audit, snapshot in new if snapshot is not None]
+            if cases:  # the case row as the step left it: its last snapshot
+                audit, snapshot = cases[-1]
+                _bring_case_row(session, snapshot, audit.workflow_id, now)
+            queued = _existing_keys(session, OutboxRow, [notice.key for notice in step.notices])
             for notice in step.notices:
-                if not _key_exists(session, OutboxRow, notice.key):
+                if notice.key not in queued:
                     session.add(OutboxRow(**notice.model_dump(), channel=self.channel.name))
-            return written
+            return len(new)
 
         written = transaction(self.engine, write, attempts=chain.ATTEMPTS)
-        for notice in step.notices:
-            self._dispatch(notice)
+        self._dispatch(step.notices)
         subject = (step.case_events[0].audit if step.case_events else step.entries[0]) if (step.case_events or step.entries) else None
         log.info(
             "step_recorded",
@@ -274,34 +282,52 @@ class Store:
         )
         return written
 
-    def _dispatch(self, notice: Notice) -> bool:
-        """Hand an outbox row's notice to the channel at most once; True if sent now."""
+    def _dispatch(self, notices: list[Notice]) -> list[Notice]:
+        """Hand outbox rows' notices to the channel, each at most once; the ones sent now.
+
+        Claiming locks the rows (PostgreSQL: the rows; SQLite: the database) until the commit, so
+        of two concurrent attempts only one claims a notice. The claims and the sends are each
+        recorded in one commit for all of them."""
+        if not notices:
+            return []
+        now = _now()
         with Session(self.engine) as session:
-            # Claiming locks the row (PostgreSQL: the row; SQLite: the database) until the commit,
-            # so of two concurrent attempts only one claims it.
-            claimed = session.exec(
-                update(OutboxRow)
-                .where(OutboxRow.key == notice.key, OutboxRow.claimed_at.is_(None))  # type: ignore[union-attr]
-                .values(claimed_at=_now(), channel=self.channel.name)
-            )
+            claimed = [
+                notice
+                for notice in notices
+                if session.exec(
+                    update(OutboxRow)
+                    .where(OutboxRow.key == notice.key, OutboxRow.claimed_at.is_(None))  # type: ignore[union-attr]
+                    .values(claimed_at=now, channel=self.channel.name)
+                ).rowcount
+            ]
             session.commit()
-        if claimed.rowcount == 0:
-            with Session(self.engine) as session:
-                sent = session.exec(select(OutboxRow.sent_at).where(OutboxRow.key == notice.key)).first()
-            if sent is None:
-                log.warning("notice_in_doubt", subject_id=notice.subject_id, key=notice.key, kind=notice.kind)
-            return False
+        if len(claimed) < len(notices):
+            self._warn_in_doubt([n for n in notices if n not in claimed])
+        sent: list[Notice] = []
         try:
-            self.channel.send(notice)
-        except Exception:
-            with Session(self.engine) as session:  # not sent: release the claim for the retry
-                session.exec(update(OutboxRow).where(OutboxRow.key == notice.key).values(claimed_at=None))
+            for notice in claimed:
+                self.channel.send(notice)
+                sent.append(notice)
+        finally:
+            with Session(self.engine) as session:
+                if sent:
+                    done = [n.key for n in sent]
+                    session.exec(update(OutboxRow).where(col(OutboxRow.key).in_(done)).values(sent_at=_now()))
+                unsent = [n.key for n in claimed if n not in sent]
+                if unsent:  # the channel raised: nothing of these went out, the retry sends them
+                    session.exec(update(OutboxRow).where(col(OutboxRow.key).in_(unsent)).values(claimed_at=None))
                 session.commit()
-            raise
+        return sent
+
+    def _warn_in_doubt(self, notices: list[Notice]) -> None:
+        """Claimed before and never marked sent: the channel may or may not have it (`notify`)."""
         with Session(self.engine) as session:
-            session.exec(update(OutboxRow).where(OutboxRow.key == notice.key).values(sent_at=_now()))
-            session.commit()
-        return True
+            keys = [n.key for n in notices]
+            sent = set(session.exec(select(OutboxRow.key).where(col(OutboxRow.key).in_(keys), col(OutboxRow.sent_at).is_not(None))).all())
+        for notice in notices:
+            if notice.key not in sent:
+                log.warning("notice_in_doubt", subject_id=notice.subject_id, key=notice.key, kind=notice.kind)
 
     @activity.defn(name="has_broken_commitment")
     @database_activity

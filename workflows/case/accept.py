@@ -53,8 +53,8 @@ class AcceptPhase:
         self._registered = True  # what is recorded from now on comes after `received`
 
         matter = await self._check(app)
-        # The registration goes in one transaction with the acceptance's rows and notices: a case
-        # number already taken fails the run here, and nothing of it is written.
+        # The registration is written first in the acceptance's step (record_step): a case number
+        # already taken fails it before the step's rows and notices, and fails the run here.
         await self._trail.settle()
         return matter
 
