@@ -78,6 +78,7 @@ from activities.org import load_directory
 from activities.risk import load_risk_policy
 from activities.store import Store
 from activities.watch import WatchDelivery
+from contract.common import SHANGHAI
 from contract import search
 from contract.approval import (
     DepartmentOpinion,
@@ -507,6 +508,7 @@ aware = st.builds(
     lambda d, h: d.replace(tzinfo=timezone(timedelta(hours=h))), instant, st.integers(-12, 14)
 ).map(lambda d: d.isoformat())
 naive_or_aware = st.one_of(aware, instant.map(lambda d: d.isoformat()))
+days = instant.map(lambda d: d.date().isoformat())
 
 # Well-formed messages (as JSON objects) of each Update, with values that reach every branch.
 MESSAGES: dict[tuple[str, str], tuple[type[BaseModel], st.SearchStrategy[dict]]] = {
@@ -1422,8 +1424,15 @@ INPUTS: dict[str, tuple[type[BaseModel], str, Callable[[Any], str], st.SearchStr
         st.fixed_dictionaries(
             {
                 "department": st.just(TOKEN),
-                # Aware instants only: a naive one is refused at the start (its own test below).
-                "ratings": st.lists(st.tuples(aware, st.booleans(), st.text(max_size=10)).map(list), max_size=25),
+                "days": st.lists(
+                    st.fixed_dictionaries({"day": days, "ratings": st.integers(1, 50)}).flatmap(
+                        lambda d: st.fixed_dictionaries(
+                            {"day": st.just(d["day"]), "ratings": st.just(d["ratings"]), "bad": st.integers(0, d["ratings"])}
+                        )
+                    ),
+                    max_size=25,
+                ),
+                "recent": st.lists(st.from_regex(r"[A-Z][A-Z0-9-]{2,12}", fullmatch=True), max_size=25),
                 "open_risk": st.one_of(st.none(), text),
                 "over_line": st.booleans(),
                 "risks_raised": st.integers(0, 5),
@@ -1509,8 +1518,9 @@ async def _runs_as_its_procedure_says(hall: Hall, workflow_type: str, handle: Wo
             at=now,
         )
         await handle.signal(SatisfactionWatchWorkflow.rating, rating)
-        window = now - timedelta(days=RISK_POLICY.satisfaction.window_days) - timedelta(minutes=5)
-        least = sum(1 for at, _, _ in value.ratings if at > window) + 1
+        # The window is whole Asia/Shanghai days, today included (workflows/satisfaction.py).
+        first = now.astimezone(SHANGHAI).date() - timedelta(days=RISK_POLICY.satisfaction.window_days - 1)
+        least = sum(d.ratings for d in value.days if d.day >= first) + 1
 
         async def settled() -> bool:
             if await task_failures(handle):
@@ -1584,11 +1594,10 @@ async def settle(handle: WorkflowHandle, done: Callable[[dict], bool]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_a_watch_started_with_a_naive_instant_in_its_window_fails_at_once(hall):
+async def test_a_watch_started_with_more_bad_than_ratings_in_a_day_fails_at_once(hall):
     department = _fresh_id("SatisfactionWatchWorkflow")
-    # Found here: one rating in the window, its instant without an offset, was taken at the start
-    # and failed every workflow task at the next rating (naive vs aware comparison).
-    state = {"department": department, "ratings": [["2099-01-05T09:00:00", False, "C-0001"]]}
+    # A carried day is counts only: more bad reviews than ratings is no state a watch could reach.
+    state = {"department": department, "days": [{"day": "2099-01-05", "ratings": 1, "bad": 2}]}
     handle = await hall.client.start_workflow(
         "SatisfactionWatchWorkflow",
         raw(b"json/plain", json.dumps(state).encode()),
@@ -1596,9 +1605,8 @@ async def test_a_watch_started_with_a_naive_instant_in_its_window_fails_at_once(
         task_queue=hall.task_queue,
         execution_timeout=TIMEOUT,
     )
-    # Refused at the start: the window's instants are aware (Instant), like every instant in the contract.
     failure = await _failure(handle)
-    assert failure.application_failure_info.type == "InvalidPayload" and "ratings" in failure.message
+    assert failure.application_failure_info.type == "InvalidPayload" and "days" in failure.message
     await no_task_failed(handle)
 
 
