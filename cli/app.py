@@ -7,7 +7,7 @@ from cli import admin, audit, case, codec, directory, feedback, operator, risk, 
 from cli.calls import DONE, REFUSED, Refused
 from cli.render import refusal
 from logs import configure_logging
-from settings import get_settings
+from settings import Settings, get_settings
 
 app = Typer(
     no_args_is_help=True,
@@ -29,9 +29,15 @@ app.add_typer(audit.app, name="audit")
 app.command("codec-server")(codec.codec_server)
 
 
+def log_level(settings: Settings) -> str:
+    """A command's answer is its output: no log line on stderr unless something is wrong, or
+    HALLFLOW_LOG_LEVEL asks for more (its default, INFO, is the worker's)."""
+    return settings.log_level if "log_level" in settings.model_fields_set else "WARNING"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; return its exit code. A usage error is Typer's own message and exit 2."""
-    configure_logging(get_settings().log_level)
+    configure_logging(log_level(get_settings()))
     try:
         app(args=argv, prog_name="starter.py")
     except SystemExit as done:  # Typer ends every command this way, usage errors with 2

@@ -137,7 +137,8 @@ async def start(client: Client, settings: Settings, app: CaseApplication) -> str
         except (RPCError, WorkflowFailureError):
             where = "see the UI"
         raise Refused(f"case {app.case_no} already exists ({where}): {ui_link(settings, workflow_id)}") from None
-    log.info("case_started", case_no=app.case_no, matter=app.matter_code, workflow_id=workflow_id)
+    # Debug: the command says it in words; codes and ids only, never the applicant.
+    log.debug("case_started", case_no=app.case_no, matter=app.matter_code, workflow_id=workflow_id)
     return workflow_id
 
 
@@ -157,7 +158,7 @@ async def start_once(
         )
     except WorkflowAlreadyStartedError:
         raise Refused(f"{what} already exists: {ui_link(settings, workflow_id)}") from None
-    log.info("workflow_started", workflow_id=workflow_id)
+    log.debug("workflow_started", workflow_id=workflow_id)
     return workflow_id
 
 

@@ -21,11 +21,16 @@ def codec_server(
         int | None, typer.Option(min=0, max=65535, help="port (default: HALLFLOW_CODEC_PORT, 8234)")
     ] = None,
 ) -> None:
-    """Decode (and encode) payloads for whoever holds the token; runs until interrupted."""
+    """Decode payloads for the Web UI and the temporal CLI.
+
+    A server: it decodes (and encodes) payloads for whoever holds the token, until interrupted."""
+    from logs import configure_logging
     from security.codec_server import serve
     from security.data_keys import DataKeyError
 
+    settings = get_settings()
+    configure_logging(settings.log_level)  # a server: it logs what it serves (HALLFLOW_LOG_LEVEL, INFO)
     try:  # what is missing is said before anything binds: no keys file, no token, a short token
-        serve(get_settings(), host, port)
+        serve(settings, host, port)
     except (DataKeyError, OSError, ValueError) as err:
         raise Refused(str(err), BAD_INPUT) from None

@@ -153,3 +153,15 @@ def test_a_usage_error_exits_2(capsys):
     assert "Invalid value for '--choice'" in capsys.readouterr().err
     assert main(["case", "start", "--case-no", "DEMO-1", "--matter", "enterprise-opening"]) == 2
     assert capsys.readouterr().err.strip() == "start needs --file, or all of: --hall, --clerk, --applicant-id"
+
+
+def test_a_command_logs_nothing_below_warning_unless_hallflow_log_level_says(monkeypatch):
+    """A person reads the answer, not JSON log lines on stderr ('case_started' is a debug line now);
+    HALLFLOW_LOG_LEVEL, when set, wins (the worker's default INFO does not apply to a command)."""
+    from cli.app import log_level
+    from settings import Settings
+
+    monkeypatch.delenv("HALLFLOW_LOG_LEVEL", raising=False)
+    assert log_level(Settings()) == "WARNING"
+    monkeypatch.setenv("HALLFLOW_LOG_LEVEL", "INFO")
+    assert log_level(Settings()) == "INFO"
