@@ -12,12 +12,19 @@ from cli import calls, render
 from cli.render import Output, OutputFlag
 from settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, help="Administration: search attributes, JSON Schemas, the dev calendar, signing keys.")
+app = typer.Typer(
+    no_args_is_help=True,
+    short_help="Search attributes, schemas, dev calendar, keys, directory.",
+    help="Administration: search attributes, JSON Schemas, the dev calendar, signing and data keys, "
+    "the organisation directory.",
+)
 
 
 @app.command()
 def setup(output: OutputFlag = Output.text) -> None:
-    """Register hallflow's search attributes on the namespace (idempotent)."""
+    """Register hallflow's search attributes (idempotent).
+
+    On the namespace hallflow connects to; those present are left as they are."""
     from temporalio.service import RPCError
 
     from contract import search
@@ -51,7 +58,9 @@ def schema(out: Path = Path("docs/schemas"), output: OutputFlag = Output.text) -
 def dev_calendar(
     out: Annotated[Path, typer.Argument(metavar="OUT", show_default=False)], output: OutputFlag = Output.text
 ) -> None:
-    """DEVELOPMENT ONLY: data/calendar plus weekends-only placeholders (make run)."""
+    """DEVELOPMENT ONLY: the calendar with placeholder years.
+
+    data/calendar plus weekends-only placeholders for the years it lacks (make run)."""
     from activities.calendar import with_placeholders
 
     source = get_settings().calendar_dir
@@ -91,7 +100,10 @@ def _dev_calendar_refusal(out: Path, source: Path) -> str | None:
     return None
 
 
-keys = typer.Typer(no_args_is_help=True, help="Signing keys for the actor assertion on every message (security/).")
+keys = typer.Typer(
+    no_args_is_help=True, short_help="Signing keys for the actor assertion on every message.",
+    help="Signing keys for the actor assertion on every message (security/).",
+)
 app.add_typer(keys, name="keys")
 KEYS_DIR = Path("var/keys")  # development keys; production keeps private keys off the repository's tree
 
@@ -99,7 +111,7 @@ KEYS_DIR = Path("var/keys")  # development keys; production keeps private keys o
 @keys.command("new")
 def keys_new(
     principal: Annotated[str, typer.Option(help="whose key: a system id (hallflow-cli) or an officer id")],
-    alg: Annotated[Literal["ed25519", "sm2"], typer.Option(help="sm2 where 国密 algorithms are required")] = "ed25519",
+    alg: Annotated[Literal["ed25519", "sm2"], typer.Option(help="sm2 where the Chinese SM algorithms are required")] = "ed25519",
     private_out: Annotated[
         Path | None, typer.Option(help="private key file to write (0600) [default: var/keys/<principal>.key]")
     ] = None,
@@ -108,7 +120,9 @@ def keys_new(
     ] = None,
     output: OutputFlag = Output.text,
 ) -> None:
-    """Make a key pair: the private key to its own file, the public key appended to the keys file."""
+    """Make a signing key pair.
+
+    The private key goes to its own file, the public key is appended to the keys file."""
     from pydantic import ValidationError
 
     from contract.converter import describe
@@ -136,7 +150,10 @@ def keys_new(
         render.show(private.id)
 
 
-data_key = typer.Typer(no_args_is_help=True, help="Data keys: payload encryption in Temporal and personal data at rest (docs/security.md).")
+data_key = typer.Typer(
+    no_args_is_help=True, short_help="Data keys: payloads and personal data, encrypted.",
+    help="Data keys: payload encryption in Temporal and personal data at rest (docs/security.md).",
+)
 app.add_typer(data_key, name="data-key")
 DataKeysFile = Annotated[
     Path | None, typer.Option("--file", help="data keys file [default: HALLFLOW_DATA_KEYS_FILE, var/keys/data.toml]")
@@ -146,14 +163,16 @@ DataKeysFile = Annotated[
 @data_key.command("new")
 def data_key_new(
     cipher: Annotated[
-        Literal["aes-256-gcm", "sm4-gcm"] | None, typer.Option(help="sm4-gcm where 国密 is required [default: HALLFLOW_CIPHER]")
+        Literal["aes-256-gcm", "sm4-gcm"] | None, typer.Option(help="sm4-gcm where Chinese SM ciphers are required [default: HALLFLOW_CIPHER]")
     ] = None,
     key_id: Annotated[str | None, typer.Option("--id", help="the key's id [default: k-<UTC date>]")] = None,
     current: Annotated[bool, typer.Option(help="make it the key new payloads and rows use; --no-current to stage it first")] = True,
     file: DataKeysFile = None,
     output: OutputFlag = Output.text,
 ) -> None:
-    """Add a data key (creating the file with its lookup key if absent); old keys stay to decrypt."""
+    """Add a data key; old keys stay to decrypt.
+
+    Creates the file, with its lookup key, when it is absent."""
     from security.data_keys import DataKeyError, add_key
 
     settings = get_settings()
@@ -172,7 +191,9 @@ def data_key_new(
 def data_key_use(
     key_id: Annotated[str, typer.Argument(metavar="ID", show_default=False)], file: DataKeysFile = None, output: OutputFlag = Output.text
 ) -> None:
-    """Make a listed key current: new payloads and rows use it; every listed key still decrypts."""
+    """Make a listed key current; every listed key still decrypts.
+
+    New payloads and rows use the current key."""
     from security.data_keys import DataKeyError, use_key
 
     path = file or get_settings().data_keys_file
@@ -188,7 +209,9 @@ def data_key_use(
 
 @data_key.command("list")
 def data_key_list(file: DataKeysFile = None, output: OutputFlag = Output.text) -> None:
-    """The keys by id and cipher (never their secrets), and which is current."""
+    """The keys by id and cipher, and which is current.
+
+    Never their secrets."""
     from security.data_keys import DataKeyError, parse
 
     path = file or get_settings().data_keys_file

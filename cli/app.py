@@ -22,11 +22,14 @@ app.add_typer(risk.app, name="risk")
 app.add_typer(operator.app, name="operator")
 app.add_typer(admin.app, name="admin")
 admin.app.add_typer(directory.app, name="directory")
-# Top level, not in a group: it sends nothing, it signs a header for the temporal CLI's own commands.
-app.command("sign")(sign.sign)
-app.add_typer(audit.app, name="audit")
-# Top level too: a server in the foreground, for the Web UI and the temporal CLI to decode payloads.
-app.command("codec-server")(codec.codec_server)
+# Apart from the five groups, each for a reason: `audit` is an auditor's, reads the database only,
+# and its exit 1 says a chain is broken, not that hallflow refused; `sign` sends nothing, it prints
+# one header line for the temporal CLI's own commands (no -o); `codec-server` is a server in the
+# foreground (make run, deploy/), not a request. Their names are in docs/ and deploy/ as they are.
+TOOLS = "Tools"
+app.add_typer(audit.app, name="audit", rich_help_panel=TOOLS)
+app.command("sign", rich_help_panel=TOOLS)(sign.sign)
+app.command("codec-server", rich_help_panel=TOOLS)(codec.codec_server)
 
 
 def log_level(settings: Settings) -> str:

@@ -22,11 +22,14 @@ from cli.calls import BAD_INPUT, REFUSED, UNREACHABLE, Refused
 from cli.render import Listing, Output, OutputFlag
 from settings import get_settings
 
-app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail: verify its hash chains, print their heads.")
+app = typer.Typer(
+    no_args_is_help=True, short_help="Verify the audit trail's hash chains, print their heads.",
+    help="The tamper-evident audit trail: verify its hash chains, print their heads.",
+)
 
 T = TypeVar("T")
 CaseFlag = Annotated[str | None, typer.Option("--case", metavar="CASE_NO", help="one case (its subject: case CASE_NO)")]
-TypeFlag = Annotated[str | None, typer.Option(help="case, rectification, suggestion, risk …")]
+TypeFlag = Annotated[str | None, typer.Option(help="case, rectification, suggestion, risk, satisfaction")]
 IdFlag = Annotated[str | None, typer.Option(help="with --subject-type: one subject")]
 
 
@@ -73,9 +76,9 @@ def verify(
     ] = None,
     output: OutputFlag = Output.text,
 ) -> None:
-    """Recompute the hash chains, of every subject or one: 0 when intact, else 1.
+    """Recompute the hash chains: exit 0 when intact, else 1.
 
-    A broken subject is named with its first changed, inserted or deleted row."""
+    Of every subject, or one. A broken subject is named with its first changed, inserted or deleted row."""
     scope = _scope(case, subject_type, subject_id)
     anchors = _anchors(anchor)
     verdict = _read(lambda engine: chain.verify(engine, *scope, anchors=anchors))
@@ -88,9 +91,9 @@ def verify(
 def heads(
     case: CaseFlag = None, subject_type: TypeFlag = None, subject_id: IdFlag = None, output: OutputFlag = Output.text
 ) -> None:
-    """Each subject's last seq and hash, to keep elsewhere (a separate log).
+    """Each subject's last seq and hash, to keep elsewhere.
 
-    `verify --anchor` then shows a chain rewritten or cut short since."""
+    In a separate log: `verify --anchor` then shows a chain rewritten or cut short since."""
     scope = _scope(case, subject_type, subject_id)
     render.reply(output, _read(lambda engine: chain.heads(engine, *scope)), _heads)
 

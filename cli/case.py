@@ -21,7 +21,10 @@ from security.aead import Undecryptable
 from settings import get_settings
 from workflows.case import CaseWorkflow
 
-app = typer.Typer(no_args_is_help=True, help="A case: start it, see where it stands, take it through approval.")
+app = typer.Typer(
+    no_args_is_help=True, short_help="A case: start it, follow it, approve it, rate it.",
+    help="A case: start it, see where it stands, take it through approval, rate it.",
+)
 
 CaseNo = Annotated[str, typer.Argument(metavar="CASE_NO", show_default=False)]
 
@@ -96,7 +99,9 @@ def status(
     reason: Annotated[str, typer.Option(help="with --with-applicant: why, for the audit trail")] = "",
     output: OutputFlag = Output.text,
 ) -> None:
-    """Where a case stands: stage, due dates, working days, what and whom it waits on.
+    """Where a case stands: stage, due dates, whom it waits on.
+
+    Stage, due dates, working days used and left, what and whom it waits on.
 
     No personal details unless --with-applicant: who asked and why goes to the audit trail first."""
     if not with_applicant:
@@ -284,11 +289,13 @@ def urge(case_no: CaseNo, by: Annotated[str, typer.Option()], note: str = "", ou
 @app.command()
 def rate(
     case_no: CaseNo,
-    score: Annotated[int, typer.Option(min=1, max=5, help="5 very satisfied … 1 very dissatisfied")],
+    score: Annotated[int, typer.Option(min=1, max=5, help="5 very satisfied down to 1 very dissatisfied")],
     channel: Annotated[Literal["window", "app", "web", "sms", "hotline", "kiosk"], typer.Option()] = "window",
     comment: str = "",
     output: OutputFlag = Output.text,
 ) -> None:
-    """The applicant rates an ended case (好差评); 1 and 2 are bad reviews, answered by the department."""
+    """The applicant rates an ended case (好差评).
+
+    1 and 2 are bad reviews: the department verifies, rectifies and answers each."""
     request = check(lambda: Rate(score=score, comment=comment, channel=channel), "rate")
     _send(case_no, CaseWorkflow.rate, request, output, f"rated {score}")

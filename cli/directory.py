@@ -29,7 +29,7 @@ def _load(settings: Settings) -> Directory:
 
 @app.command()
 def check(output: OutputFlag = Output.text) -> None:
-    """Validate data/org.toml and the keys file as the worker does at start."""
+    """Validate data/org.toml and the keys file, as the worker does."""
     settings = get_settings()
     d = _load(settings)
     summary = {"version": d.version, "officers": len(d.officers), "systems": len(d.systems), "keys": len(d.keys)}
@@ -44,7 +44,10 @@ def publish(
     by: Annotated[str, typer.Option("--by", help="the directory admin sending it (role directory_admin)")],
     output: OutputFlag = Output.text,
 ) -> None:
-    """Send the directory on file to every running hallflow workflow (signal directory_changed).
+    """Send the directory on file to every running workflow.
+
+    The signal directory_changed, to every running hallflow workflow.
+
     Workers must have the same files: restart them first, or they refuse the new keys' messages."""
     settings = get_settings()
     change = DirectoryChange(directory=_load(settings))

@@ -13,7 +13,10 @@ from settings import get_settings
 from workflows.rectification import RectificationWorkflow
 from workflows.suggestion import SuggestionWorkflow
 
-app = typer.Typer(no_args_is_help=True, help="Feedback: bad reviews rectified (好差评), public suggestions answered.")
+app = typer.Typer(
+    no_args_is_help=True, short_help="Bad reviews rectified, public suggestions answered.",
+    help="Feedback: bad reviews rectified (好差评), public suggestions answered (意见征集).",
+)
 
 CaseNo = Annotated[str, typer.Argument(metavar="CASE_NO", help="the rated case", show_default=False)]
 SuggestionNo = Annotated[str, typer.Argument(metavar="SUGGESTION_NO", show_default=False)]
@@ -40,7 +43,9 @@ def verify(
     ] = False,
     output: OutputFlag = Output.text,
 ) -> None:
-    """Call back on a bad review (回访核实), within 1 working day."""
+    """Call back on a bad review (回访核实).
+
+    Within 1 working day of the rating; --malicious asks a second officer to confirm."""
     request = check(lambda: Verify(officer=officer, finding=finding, malicious=malicious), "verify")
     _rectification(case_no, RectificationWorkflow.verify, request, output, f"verified by {officer}")
 
@@ -50,7 +55,7 @@ def confirm_set_aside(
     case_no: CaseNo, officer: Annotated[str, typer.Option()], reason: Annotated[str, typer.Option()],
     output: OutputFlag = Output.text,
 ) -> None:
-    """A second officer confirms a malicious review is set aside."""
+    """Set a malicious review aside, as the second officer."""
     request = check(lambda: ConfirmSetAside(officer=officer, reason=reason), "confirm-set-aside")
     done = f"set aside, confirmed by {officer}"
     _rectification(case_no, RectificationWorkflow.confirm_set_aside, request, output, done)
@@ -106,7 +111,9 @@ def respond(
     measures: str = "",
     output: OutputFlag = Output.text,
 ) -> None:
-    """A department answers a suggestion (adopted or not, with reasons); the answer is published."""
+    """A department answers a suggestion: adopted or not.
+
+    With measures or a reason; the answer is published (采纳公示)."""
     request = check(
         lambda: Respond(department=department, officer=officer, adopted=adopted, reason=reason, measures=measures),
         "respond",
@@ -123,7 +130,9 @@ def reclassify(
     by: Annotated[str, typer.Option()],
     output: OutputFlag = Output.text,
 ) -> None:
-    """General <-> complex, with a reason (deadline recomputed)."""
+    """General <-> complex, with a reason.
+
+    The answer's deadline is computed again."""
     request = check(lambda: Reclassify(complexity=complexity, reason=reason, by=by), "reclassify")
     _suggestion(suggestion_no, SuggestionWorkflow.reclassify, request, output, f"reclassified {complexity} by {by}")
 
@@ -134,14 +143,18 @@ def open_work(
     overdue: Annotated[bool, typer.Option("--overdue", help="only those past their step's deadline")] = False,
     output: OutputFlag = Output.text,
 ) -> None:
-    """A department's open bad-review rectifications and suggestions, soonest due first."""
+    """A department's open rectifications and suggestions.
+
+    Bad-review rectifications and suggestions still to answer, soonest due first."""
     rows = calls.run(lambda client, _: calls.open_feedback(client, department, overdue))
     render.reply(output, rows, lambda r: render.open_feedback(r, department))
 
 
 @app.command()
 def published(department: str | None = None, output: OutputFlag = Output.text) -> None:
-    """The public list of answered suggestions (采纳公示), from the database."""
+    """Answered suggestions, as published (采纳公示).
+
+    The public list, from the database."""
     from activities.db import make_engine
     from activities.publication import PublicationActivities
 

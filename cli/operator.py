@@ -16,7 +16,10 @@ from cli.calls import BAD_INPUT, Refused
 from cli.render import Output, OutputFlag
 from settings import Settings, get_settings
 
-app = typer.Typer(no_args_is_help=True, help="For officers and the hall: the inbox, the KPI report, the demo day.")
+app = typer.Typer(
+    no_args_is_help=True, short_help="The inbox, the KPI report, the demo day.",
+    help="For officers and the hall: the inbox, the KPI report, the demo day.",
+)
 
 
 @app.command()
@@ -29,7 +32,9 @@ def inbox(
     ] = None,
     output: OutputFlag = Output.text,
 ) -> None:
-    """What waits on an officer, an applicant or a department, soonest due first."""
+    """What waits on an officer, an applicant or a department.
+
+    Soonest due first, with a Web UI link each."""
     if (actor is None) == (department is None):
         raise typer.BadParameter("give one of --actor or --department", param_hint="'--actor' / '--department'")
     rows = calls.run(lambda client, settings: calls.inbox(client, settings, actor, department))
@@ -69,7 +74,9 @@ def kpi_report(
     output: Annotated[ReportOutput, typer.Option("-o", "--output", help="text, json or csv")] = ReportOutput.text,
     format: Annotated[ReportFormat | None, typer.Option("--format", hidden=True)] = None,
 ) -> None:
-    """The hall's KPIs for a period, from the database (text, json or csv; --chart draws it)."""
+    """The hall's KPIs for a period, from the database.
+
+    As tables, json or csv; --chart draws it."""
     from activities.db import make_engine
 
     fmt = format.value if format else {"text": "table"}.get(output.value, output.value)
@@ -82,7 +89,9 @@ def kpi_report(
 
 @app.command()
 def demo(output: OutputFlag = Output.text) -> None:
-    """A scripted day in a service hall against the running server and worker, then the report."""
+    """A scripted day in the hall, then its KPI report.
+
+    Against the running server and worker, with a progress bar."""
     calls.run(lambda client, settings: _day(client, settings, output))
 
 

@@ -11,7 +11,10 @@ from contract.risk import Acknowledge, Regrade, Resolve, RiskReport, RiskReviewR
 from settings import get_settings
 from workflows.risk import RiskWorkflow
 
-app = typer.Typer(no_args_is_help=True, help="Risks: report one, handle it step by step, list the register.")
+app = typer.Typer(
+    no_args_is_help=True, short_help="Risks: report, handle, list the register.",
+    help="Risks: report one, handle it step by step, list the register (风险清单).",
+)
 
 RiskNo = Annotated[str, typer.Argument(metavar="RISK_NO", show_default=False)]
 Level = Literal["blue", "yellow", "red"]
@@ -36,7 +39,9 @@ def report(
     by: Annotated[str | None, typer.Option(help="who reports it, an officer in post [default: the owner]")] = None,
     output: OutputFlag = Output.text,
 ) -> None:
-    """Report a risk; its level comes from data/risk.toml unless given."""
+    """Report a risk.
+
+    Its level comes from the matrix in data/risk.toml unless --level gives it."""
     risk = check(
         lambda: RiskReport(
             risk_no=no, type=type, title=title, description=description, probability=probability, impact=impact,

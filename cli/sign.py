@@ -39,13 +39,13 @@ def _payload(input: str | None, input_file: Path | None, flag: str) -> bytes:
 
 
 def sign(
-    actor: Annotated[str, typer.Option(help="who acts: an officer id, applicant, hallflow…")],
+    actor: Annotated[str, typer.Option(help="who acts: an officer id, applicant, hallflow, a hall")],
     workflow_id: Annotated[str, typer.Option(help="the workflow the message goes to")],
     message: Annotated[
         str, typer.Option(help="the Update name, the signal name as sent, or the workflow type of a start")
     ],
     key: Annotated[
-        Path | None, typer.Option(help="private key file (default: HALLFLOW_SIGNING_KEY, var/keys/hallflow-cli.key)")
+        Path | None, typer.Option(help="private key file (default: HALLFLOW_SIGNING_KEY)")
     ] = None,
     input: Annotated[
         str | None, typer.Option("--input", "-i", help="the message's JSON argument, exactly as passed to temporal")
@@ -69,8 +69,11 @@ def sign(
         int, typer.Option(min=1, max=int(MAX_LIFETIME.total_seconds()), help="seconds the assertion is valid")
     ] = int(MAX_LIFETIME.total_seconds()),
 ) -> None:
-    """Print `hallflow-actor=<signed assertion>` for the temporal CLI's --headers; with
-    --also-message, `hallflow-actor=[<assertion>, <assertion>]` for a call carrying two messages."""
+    """Print the signed hallflow-actor header for the temporal CLI.
+
+    `hallflow-actor=<signed assertion>`, for the temporal CLI's --headers.
+
+    With --also-message: `hallflow-actor=[<assertion>, <assertion>]`, for a call carrying two messages."""
     if also_message is None and (also_input is not None or also_input_file is not None or also_actor is not None):
         raise Refused("--also-input, --also-input-file and --also-actor need --also-message", BAD_INPUT)
     try:

@@ -165,3 +165,41 @@ def test_a_command_logs_nothing_below_warning_unless_hallflow_log_level_says(mon
     assert log_level(Settings()) == "WARNING"
     monkeypatch.setenv("HALLFLOW_LOG_LEVEL", "INFO")
     assert log_level(Settings()) == "INFO"
+
+
+def _help_paths() -> list[list[str]]:
+    paths = []
+
+    def walk(command, path):
+        paths.append(path)
+        for name, child in (getattr(command, "commands", None) or {}).items():
+            walk(child, path + [name])
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+@pytest.mark.parametrize("width", (80, 100, 120))
+def test_no_help_is_cut_and_each_command_lists_on_one_line(width):
+    """Every group's listing gives each command one line at 80 columns (wider only adds room), so
+    Rich never cuts a help line with "…" (it does, at some widths, when a line with CJK wraps)."""
+    from typer.testing import CliRunner
+
+    runner = CliRunner()
+    for path in _help_paths():
+        out = runner.invoke(app, [*path, "--help"], terminal_width=width, env={"COLUMNS": str(width)}).output
+        assert "…" not in out, (path, out)
+        for panel in ("─ Commands ─", "─ Tools ─"):
+            if panel in out:
+                listing = out.split(panel)[1].split("╰")[0].splitlines()[1:]
+                assert listing and all(line.startswith("│ ") and line[2] != " " for line in listing), (path, out)
+
+
+def test_the_five_groups_come_first_and_the_tools_apart():
+    from typer.testing import CliRunner
+
+    out = CliRunner().invoke(app, ["--help"], terminal_width=80, env={"COLUMNS": "80"}).output
+    commands, tools = out.split("─ Commands ─")[1].split("╰")[0], out.split("─ Tools ─")[1].split("╰")[0]
+    names = lambda panel: [line.split()[1] for line in panel.splitlines()[1:]]  # noqa: E731
+    assert names(commands) == ["case", "feedback", "risk", "operator", "admin"]
+    assert names(tools) == ["sign", "codec-server", "audit"]
