@@ -13,7 +13,7 @@ The department filter applies to every section (a case's lead department, a rati
 the department that must answer a suggestion, a risk's responsible department); the matter filter
 to cases and ratings only: suggestions and risks have no matter.
 
-A share whose denominator is empty is None (table "—", csv empty), never a division error.
+A share whose denominator is empty is None (shown "—", csv empty), never a division error.
 """
 
 import csv
@@ -36,8 +36,9 @@ from contract.common import SHANGHAI
 from contract.risk import Level
 from contract.approval import AUTOMATIC_RULE
 
-Format = Literal["table", "json", "csv"]
-FORMATS: tuple[Format, ...] = ("table", "json", "csv")
+# The text formats made here; people read the report as tables (cli/render.py's kpi_report).
+Format = Literal["json", "csv"]
+FORMATS: tuple[Format, ...] = ("json", "csv")
 DEFAULT_DAYS = 30
 
 # A case ends by a decision when CaseWorkflow records "approved" or "rejected" (the action is
@@ -156,7 +157,7 @@ class RiskFigures(BaseModel):
 
 
 class Report(BaseModel):
-    """The KPI report for one period and filter: the one thing rendered as table, json, csv or chart."""
+    """The KPI report for one period and filter: the one thing shown as tables, json, csv or chart."""
 
     filter: ReportFilter
     as_of: datetime = Field(description="when it was made: later events are not in it")
@@ -247,7 +248,7 @@ def _latest_audit(
     return latest
 
 
-def _stage_order(stage: str) -> int:
+def stage_order(stage: str) -> int:
     order = [s.value for s in CaseStage]
     return order.index(stage) if stage in order else len(order)
 
@@ -265,7 +266,7 @@ def _case_figures(cases: list[CaseRow], trail: dict[tuple[str, str], AuditRow]) 
         received=len(cases),
         by_matter_stage=[
             MatterStageCount(matter_code=m, stage=s, cases=n)
-            for (m, s), n in sorted(counts.items(), key=lambda item: (item[0][0], _stage_order(item[0][1])))
+            for (m, s), n in sorted(counts.items(), key=lambda item: (item[0][0], stage_order(item[0][1])))
         ],
         decided=len(decided),
         decided_on_time=on_time,
@@ -418,8 +419,7 @@ class Metric(NamedTuple):
     kind: Literal["count", "share", "days", "hours"]
 
 
-# Labels stay ASCII so the table lines up in any terminal (a CJK character is two columns wide) and
-# the chart needs no CJK font; the Chinese terms are in the section titles.
+# Labels stay ASCII so the chart needs no CJK font; the Chinese terms are in the section titles.
 SECTION_TITLES = {
     "cases": "Cases (办件)",
     "deferrals": "Deferred acceptance (容缺受理)",
@@ -430,7 +430,7 @@ SECTION_TITLES = {
 
 
 def metrics(report: Report) -> list[Metric]:
-    """Every figure once, in reading order: the table and the csv are both made from this list."""
+    """Every figure once, in reading order: the tables and the csv are both made from this list."""
     c, d, r, s = report.cases, report.deferrals, report.ratings, report.suggestions
     rows = [
         Metric("cases", "received", "received", c.received, "count"),
@@ -480,7 +480,8 @@ def metrics(report: Report) -> list[Metric]:
     return rows
 
 
-def _shown(value: int | float | None, kind: str) -> str:
+def shown(value: int | float | None, kind: str) -> str:
+    """A figure as people read it: 75.0%, 2.50 d, 1.5 h, 7; "—" when there is none."""
     if value is None:
         return "—"
     if kind == "share":
@@ -492,13 +493,12 @@ def _shown(value: int | float | None, kind: str) -> str:
     return str(value)
 
 
-def render(report: Report, fmt: Format = "table") -> str:
+def render(report: Report, fmt: Format) -> str:
+    """The report as json or csv text, for scripts."""
     if fmt == "json":
         return report.model_dump_json(indent=2)
     if fmt == "csv":
         return _csv(report)
-    if fmt == "table":
-        return _table(report)
     raise ValueError(f"unknown format {fmt!r}: one of {', '.join(FORMATS)}")
 
 
@@ -520,51 +520,6 @@ def _csv(report: Report) -> str:
     for m in metrics(report):
         writer.writerow([m.section, m.name, "" if m.value is None else m.value])
     return out.getvalue()
-
-
-def _table(report: Report) -> str:
-    f = report.filter
-    lines = [
-        f"KPI report {f.period_from} to {f.period_to} (Asia/Shanghai dates, inclusive)",
-        f"department: {f.department or 'all'}   matter: {f.matter or 'all'}   "
-        f"as of {report.as_of.astimezone(SHANGHAI):%Y-%m-%d %H:%M} +08:00",
-        *(f"note: {note}" for note in report.notes),
-        "",
-        "Cases by matter and stage",
-        *_matrix(report.cases.by_matter_stage),
-    ]
-    shown = [(m, _shown(m.value, m.kind)) for m in metrics(report)]
-    label_width = max(len(m.label) for m, _ in shown)
-    value_width = max(len(text) for _, text in shown)
-    section = None
-    for m, text in shown:
-        if m.section != section:
-            section = m.section
-            lines += ["", SECTION_TITLES[section]]
-        target = TARGETS.get(m.name) if m.section != "risks" else None
-        line = f"  {m.label.ljust(label_width)}  {text.rjust(value_width)}"
-        lines.append(line + (f"   target {target:.0%}" if target is not None else ""))
-    return "\n".join(lines) + "\n"
-
-
-def _matrix(counts: list[MatterStageCount]) -> list[str]:
-    """Matters down, stages across (in procedure order), with totals."""
-    if not counts:
-        return ["  (no cases)"]
-    stages = sorted({c.stage for c in counts}, key=_stage_order)
-    matters = sorted({c.matter_code for c in counts})
-    cell = {(c.matter_code, c.stage): c.cases for c in counts}
-    rows = [["matter", *stages, "total"]]
-    for m in matters:
-        values = [cell.get((m, s), 0) for s in stages]
-        rows.append([m, *map(str, values), str(sum(values))])
-    totals = [sum(cell.get((m, s), 0) for m in matters) for s in stages]
-    rows.append(["total", *map(str, totals), str(sum(totals))])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return [
-        "  " + "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths)))
-        for row in rows
-    ]
 
 
 # --- chart ---------------------------------------------------------------------------------------
@@ -610,7 +565,7 @@ def write_chart(report: Report, path: Path | str) -> Path:
     counts = report.cases.by_matter_stage
     if counts:
         matters = sorted({c.matter_code for c in counts})
-        stages = sorted({c.stage for c in counts}, key=_stage_order)
+        stages = sorted({c.stage for c in counts}, key=stage_order)
         cell = {(c.matter_code, c.stage): c.cases for c in counts}
         blues = colormaps["Blues"]
         left = [0] * len(matters)
@@ -672,17 +627,16 @@ def run(
     period_to: date | None = None,
     department: str | None = None,
     matter: str | None = None,
-    fmt: Format = "table",
     chart: Path | None = None,
     *,
     now: datetime | None = None,
-) -> str:
+) -> Report:
     """The report `starter.py operator report` asks for (the last 30 days unless given), the chart
-    drawn if asked; return the text to print."""
+    drawn if asked."""
     now = now or datetime.now(timezone.utc)
     period_to = period_to or now.astimezone(SHANGHAI).date()
     period_from = period_from or period_to - timedelta(days=DEFAULT_DAYS - 1)
     report = build_report(engine, period_from, period_to, department, matter, now=now)
     if chart:
         write_chart(report, chart)
-    return render(report, fmt)
+    return report

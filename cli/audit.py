@@ -19,7 +19,7 @@ from activities import chain
 from activities.db import failure_reason, make_engine
 from cli import render
 from cli.calls import BAD_INPUT, REFUSED, UNREACHABLE, Refused
-from cli.render import Listing, Output, OutputFlag
+from cli.render import Column, Listing, Output, OutputFlag
 from settings import get_settings
 
 app = typer.Typer(
@@ -106,7 +106,7 @@ def _verdict(v: chain.Verdict) -> list[RenderableType]:
     if v.intact:
         hashes = ", ".join(v.algorithms) or "none"
         return [f"intact: {v.rows} rows in {v.subjects} subjects, every chain recomputed ({hashes})"]
-    t = Listing("subject", "seq", "row", "problem")
+    t = Listing(Column("subject", "id"), Column("seq", "short", justify="right"), Column("row", "id"), Column("problem"))
     for b in v.broken:
         t.add_row(_subject(b.subject_type, b.subject_id), "—" if b.seq is None else str(b.seq), b.key or "—",
                   Text(f"{b.problem}: {b.detail}"))
@@ -117,7 +117,7 @@ def _verdict(v: chain.Verdict) -> list[RenderableType]:
 def _heads(rows: list[chain.Head]) -> list[RenderableType]:
     if not rows:
         return ["no audit rows"]
-    t = Listing("subject", "seq", "hash")
+    t = Listing(Column("subject", "id"), Column("seq", "short", justify="right"), Column("hash", "id"))
     for h in rows:
         t.add_row(_subject(h.subject_type, h.subject_id), str(h.seq), f"{h.hash_alg}:{h.hash}")
     return [t]

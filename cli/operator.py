@@ -81,10 +81,13 @@ def kpi_report(
 
     fmt = format.value if format else {"text": "table"}.get(output.value, output.value)
     try:
-        text = kpi.run(make_engine(get_settings().database_url), period_from, period_to, department, matter, fmt, chart)
+        figures = kpi.run(make_engine(get_settings().database_url), period_from, period_to, department, matter, chart)
     except ValueError as err:
         raise Refused(str(err), BAD_INPUT) from None
-    print(text)
+    if fmt == "table":
+        render.show(*render.kpi_report(figures))
+    else:
+        print(kpi.render(figures, fmt))
 
 
 @app.command()
@@ -115,10 +118,14 @@ async def _day(client: Client, settings: Settings, output: Output) -> None:
     if output is Output.json:
         render.dump({"cases": day.cases, "report": figures.model_dump(mode="json"), "links": day.links()})
         return
-    print(f"A day in hall-central: {len(day.cases)} cases ({day.prefix}-01 … {day.prefix}-{day.count:02d}), "
-          "ratings, a suggestion and a risk.\n")
-    print(kpi.render(figures))
-    print("\nIn the Web UI:")
-    for link in day.links():
-        print("  " + link)
-    print("\nWhat waits on officer-li: python starter.py operator inbox --actor officer-li")
+    render.show(
+        f"A day in hall-central: {len(day.cases)} cases ({day.prefix}-01 to {day.prefix}-{day.count:02d}), "
+        "ratings, a suggestion and a risk.",
+        "",
+        *render.kpi_report(figures),
+        "",
+        "In the Web UI:",
+        *("  " + link for link in day.links()),
+        "",
+        "What waits on officer-li: python starter.py operator inbox --actor officer-li",
+    )

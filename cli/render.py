@@ -1,23 +1,26 @@
 """How the commands' answers read: labelled lines and tables for people, JSON for scripts.
 
-Colour only on a terminal (Rich decides). Nothing is ever cut off: cells wrap at spaces and
-fold a word longer than their column, never "…"; off a terminal the lines are as wide as their
-content unless COLUMNS says otherwise.
+Colour only on a terminal (Rich decides). Nothing is ever cut off with "…": prose wraps at
+spaces, an id also after - _ : / or , and only a piece longer than its column (a hash) is folded;
+lists are tables down to 60 columns. Off a terminal the lines are as wide as their content unless
+COLUMNS says otherwise.
 """
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from pydantic import BaseModel
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderableType
-from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -114,46 +117,195 @@ def lines(rows: Iterable[tuple[str, str | Text | None]]) -> Table:
     return grid
 
 
+@dataclass(frozen=True)
+class Column:
+    """A column of a Listing, by what its cells hold.
+
+    text: words, wrapped at spaces, never cut. id: ids and codes (case-DEMO-20261130-12,
+    awaiting_review, applicant:app-0001), also broken after - _ : / or , when the column is
+    narrower; only a piece longer than FOLD_MIN (a hash) is folded. time: "2026-12-01 17:30",
+    the time under the date when narrow. short: never wrapped (a level, yes/no, a count).
+    """
+
+    header: str
+    kind: Literal["text", "id", "time", "short"] = "text"
+    justify: Literal["left", "right"] = "left"
+    drop: int = 0  # left out when the table does not fit otherwise: 1 first, then 2 …; 0 never
+    short: str | None = None  # the header when the table does not fit otherwise
+
+
+FOLD_MIN = 16
+COMFORT = (20, 16, 12)  # characters of prose a line a table keeps, leaving columns of little use out
+BREAKS = re.compile(r"[^-_:/,]*[-_:/,]+|[^-_:/,]+")  # an id's pieces, each ending after its - _ : / ,
+
+
 class Listing:
-    """Rows under headers, in the `temporal` CLI's manner: a header, no borders. A table while
-    each column's longest word fits side by side, else one block of labelled lines per row; a
-    word is cut (folded) only when it is longer than the line itself."""
+    """Rows under headers, in the `temporal` CLI's manner: a header, no borders, a Rich table.
+
+    Too narrow for every column's longest word: headers shortened first, then the columns of least
+    use left out (a line under the table names them). Only below `blocks_below` columns, or when
+    even that does not fit, one block of labelled lines per row. Nothing is cut with "…"."""
 
     GAP = 2  # between two columns: padding and divider
 
-    def __init__(self, *headers: str) -> None:
-        self.headers = headers
+    def __init__(self, *columns: str | Column, blocks_below: int = 60) -> None:
+        self.columns = [c if isinstance(c, Column) else Column(c) for c in columns]
+        self.blocks_below = blocks_below
         self.rows: list[list[Text]] = []
 
     def add_row(self, *cells: str | Text) -> None:
         self.rows.append([c if isinstance(c, Text) else Text(c) for c in cells])
 
+    def _least(self, i: int, header: str) -> int:
+        """The narrowest column i can be without cutting a word (an id: without folding a piece)."""
+        kind = self.columns[i].kind
+        head = cell_len(header) if kind == "short" else max(map(cell_len, header.split()), default=0)
+        cells = [row[i].plain for row in self.rows]
+        if kind == "short":
+            return max([head, *(cell_len(line) for c in cells for line in c.splitlines())])
+        words = [w for c in cells for w in c.split()]
+        if kind == "id":
+            pieces = [cell_len(p) for w in words for p in BREAKS.findall(w)]
+            return max([head, *(min(n, FOLD_MIN) for n in pieces)])
+        return max([head, *map(cell_len, words)])
+
+    def _most(self, i: int, header: str) -> int:
+        lines = [line for row in self.rows for line in row[i].plain.splitlines()]
+        return max([cell_len(header), *map(cell_len, lines)])
+
+    def plan(self, width: int) -> tuple[list[int], list[str], list[int]] | None:
+        """The columns kept, their headers and widths at `width`; None: blocks of lines instead.
+
+        With room for 20 characters of prose a line (else 16, else 12), shortening headers and
+        leaving columns out as needed; failing that, as narrow as no word cut allows."""
+        if width < self.blocks_below:
+            return None
+        for comfort in (*COMFORT, 0):
+            keep = list(range(len(self.columns)))
+            headers = [c.header for c in self.columns]
+
+            def least() -> list[int]:
+                return [max(self._least(i, headers[i]), min(comfort, self._most(i, headers[i]))
+                            if self.columns[i].kind == "text" else 0) for i in keep]
+
+            def fits() -> bool:
+                return sum(least()) + self.GAP * (len(keep) - 1) <= width
+
+            if not fits():
+                headers = [c.short or c.header for c in self.columns]
+            for order in sorted({c.drop for c in self.columns if c.drop}):
+                if fits():
+                    break
+                keep = [i for i in keep if self.columns[i].drop != order]
+            if fits():
+                break
+        else:
+            if self.blocks_below:
+                return None
+        room = width - self.GAP * (len(keep) - 1)
+        texts = [[headers[i], *(row[i].plain for row in self.rows)] for i in keep]
+        kinds = [self.columns[i].kind for i in keep]
+        cache: dict[tuple[int, int], list[int]] = {}
+
+        def lines_at(j: int, w: int) -> list[int]:
+            if (j, w) not in cache:
+                cache[(j, w)] = [_lines_needed(t, w, kinds[j]) for t in texts[j]]
+            return cache[(j, w)]
+
+        def height(widths: list[int]) -> int:
+            return sum(map(max, zip(*(lines_at(j, w) for j, w in enumerate(widths)))))
+
+        widths = _fit(least(), [self._most(i, headers[i]) for i in keep], room, height)
+        return keep, [headers[i] for i in keep], widths
+
+    def needs(self) -> int:
+        """The narrowest this table can be with every column and full headers, no word cut."""
+        least = [self._least(i, c.header) for i, c in enumerate(self.columns)]
+        return sum(least) + self.GAP * (len(least) - 1)
+
     def __rich_console__(self, console: Console, options: ConsoleOptions):
-        columns = list(zip([Text(h) for h in self.headers], *self.rows))
-        least = [max(Measurement.get(console, options, c).minimum for c in column) for column in columns]
-        most = [max(Measurement.get(console, options, c).maximum for c in column) for column in columns]
-        room = options.max_width - self.GAP * (len(columns) - 1)
-        if sum(least) > room:
+        plan = self.plan(options.max_width)
+        if plan is None:
+            room = options.max_width - max(cell_len(c.header) for c in self.columns) - 2
             for n, row in enumerate(self.rows):
-                yield lines(zip(self.headers, row))
+                values = [_broken(v, room) if c.kind == "id" else v for c, v in zip(self.columns, row)]
+                yield lines(zip((c.header for c in self.columns), values))
                 if n < len(self.rows) - 1:
                     yield Text()
             return
+        keep, headers, widths = plan
         table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), header_style="bold")
-        for header, width in zip(self.headers, _fit(least, most, room)):
-            table.add_column(header, width=width, overflow="fold")
+        for i, header, width in zip(keep, headers, widths):
+            column = self.columns[i]
+            table.add_column(header, width=width, overflow="fold", no_wrap=column.kind == "short",
+                             justify=column.justify)
         for row in self.rows:
-            table.add_row(*row)
+            table.add_row(*(_broken(row[i], width) if self.columns[i].kind == "id" else row[i]
+                            for i, width in zip(keep, widths)))
         yield table
+        left_out = [c.header for i, c in enumerate(self.columns) if i not in keep]
+        if left_out:
+            yield Text(f"not shown at this width: {', '.join(left_out)} (-o json has every field)", style="dim")
 
 
-def _fit(least: list[int], most: list[int], room: int) -> list[int]:
-    """Column widths within `room`: the widest column that can still give gives one character at a time."""
+def _fit(least: list[int], most: list[int], room: int, height) -> list[int]:
+    """Column widths within `room`, from each column's widest: one character at a time is taken
+    from the column that adds the fewest lines to the table (`height(widths)`), the widest first."""
     widths = list(most)
     while sum(widths) > room:
-        i = max((i for i in range(len(widths)) if widths[i] > least[i]), key=lambda i: widths[i])
-        widths[i] -= 1
+        giving = [i for i in range(len(widths)) if widths[i] > least[i]]
+        if not giving:
+            break
+
+        def cost(i: int) -> tuple[int, int]:
+            narrower = widths[:i] + [widths[i] - 1] + widths[i + 1:]
+            return height(narrower), -widths[i]
+
+        widths[min(giving, key=cost)] -= 1
     return widths
+
+
+def _lines_needed(text: str, width: int, kind: str) -> int:
+    """How many lines a cell takes at `width`: words wrapped at spaces, an id's pieces after
+    - _ : / or ,, and what is still too long folded (as _broken and Rich lay it out)."""
+    if kind == "short" or width <= 0:
+        return max(1, len(text.splitlines()))
+    count = 0
+    for line in text.splitlines() or [""]:
+        count += 1
+        used = 0
+        for word in line.split():
+            parts = BREAKS.findall(word) if kind == "id" and cell_len(word) > width else [word]
+            for n, part in enumerate(parts):
+                size = cell_len(part)
+                gap = 1 if used and n == 0 else 0
+                if used and used + gap + size > width:
+                    count += 1
+                    used, gap = 0, 0
+                while size > width:  # folded
+                    count += 1
+                    size -= width
+                used += gap + size
+    return count
+
+
+def _broken(cell: Text, width: int) -> Text:
+    """An id longer than its column goes on the next line after a - _ : / or , (Rich breaks only at
+    spaces); a piece still longer is folded by the column."""
+    plain, cuts = cell.plain, []
+    for word in re.finditer(r"\S+", plain):
+        if cell_len(word.group()) <= width:
+            continue
+        used = 0
+        for piece in BREAKS.finditer(word.group()):
+            size = cell_len(piece.group())
+            if used and used + size > width:
+                cuts.append(word.start() + piece.start())
+                used = 0
+            used += size
+    if not cuts:
+        return cell
+    return Text("\n").join(cell.divide(cuts))
 
 
 def level(value: str | None) -> Text:
@@ -327,29 +479,38 @@ def _due(row: dict) -> Text:
     return Text(due + " overdue", style="bold red") if row["overdue"] else Text(due)
 
 
+DUE = Column("due", "time")
+WORKFLOW = Column("workflow", "id")
+STAGE = Column("stage", "id")
+
+
 def inbox(rows: list[dict], who: str, ui_base: str) -> list[RenderableType]:
     if not rows:
         return [f"nothing waits on {who}"]
-    t = Listing("due (Asia/Shanghai)", "workflow", "stage", "waiting on")
+    t = Listing(DUE, WORKFLOW, STAGE, Column("waiting on", "id"))
     for row in rows:
         t.add_row(_due(row), Text(row["workflow_id"], style=f"link {row['link']}"), row["stage"] or "",
                   ", ".join(row["waiting_on"]))
-    return [t, f"{len(rows)} waiting on {who}, soonest due first; open one: {ui_base}/<workflow>"]
+    return [t, f"{len(rows)} waiting on {who}, soonest due first; times in Asia/Shanghai; open one: {ui_base}/<workflow>"]
 
 
 def open_feedback(rows: list[dict], department: str) -> list[RenderableType]:
     if not rows:
         return [f"no open feedback work for {department}"]
-    t = Listing("due (Asia/Shanghai)", "workflow", "type", "stage")
+    # RectificationWorkflow reads "rectification"; the workflow id says it too: left out first.
+    t = Listing(DUE, WORKFLOW, Column("type", "id", drop=1), STAGE)
     for row in rows:
-        t.add_row(_due(row), row["workflow_id"], row["type"], row["stage"] or "")
-    return [t]
+        kind = row["type"].removesuffix("Workflow").lower()
+        t.add_row(_due(row), row["workflow_id"], kind, row["stage"] or "")
+    return [t, "times in Asia/Shanghai"]
 
 
 def risks(entries: list[RiskEntry]) -> list[RenderableType]:
     if not entries:
         return ["no risks"]
-    t = Listing("risk", "level", "state", "title", "department", "owner", "reported", "escalations")
+    t = Listing(Column("risk", "id"), Column("level", "short"), Column("state", "id"), Column("title"),
+                Column("department", "id"), Column("owner", "id"), Column("reported", "time", drop=2),
+                Column("escalations", "short", justify="right", drop=1))
     for e in entries:
         t.add_row(e.risk_no, level(e.level.value), e.state.value, e.title, e.responsible_department, e.owner,
                   local(e.reported_at), str(e.escalations))
@@ -359,8 +520,83 @@ def risks(entries: list[RiskEntry]) -> list[RenderableType]:
 def published(entries: list[Publication]) -> list[RenderableType]:
     if not entries:
         return ["nothing published"]
-    t = Listing("suggestion", "topic", "department", "adopted", "measures or reason", "answered", "on time")
+    t = Listing(Column("suggestion", "id"), Column("topic"), Column("department", "id"),
+                Column("adopted", "short"), Column("measures or reason"), Column("answered", "time", drop=1),
+                Column("on time", "short"))
     for p in entries:
         t.add_row(p.suggestion_no, p.topic, p.department, "yes" if p.adopted else "no", p.measures or p.reason,
                   local(p.answered_at), "yes" if p.on_time else Text("no", style="red"))
     return [t, "times in Asia/Shanghai"]
+
+
+# --- the KPI report ------------------------------------------------------------------------------
+
+
+class FirstThatFits:
+    """The first listing that fits the width with every column and no word cut, else the last."""
+
+    def __init__(self, *choices: Listing) -> None:
+        self.choices = choices
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions):
+        yield next((c for c in self.choices if c.needs() <= options.max_width), self.choices[-1])
+
+
+def kpi_report(r) -> list[RenderableType]:
+    """report.Report as people read it: what it covers, cases by matter and stage, then each
+    section's figures against their targets; the same figures as `-o csv`, in tables."""
+    import report as kpi
+
+    f = r.filter
+    said: list[RenderableType] = [
+        Text(f"KPI report {f.period_from} to {f.period_to} (Asia/Shanghai dates, inclusive)", style="bold"),
+        f"department: {f.department or 'all'}   matter: {f.matter or 'all'}   "
+        f"as of {r.as_of.astimezone(SHANGHAI):%Y-%m-%d %H:%M} +08:00",
+        *(f"note: {note}" for note in r.notes),
+        "",
+        Text("Cases by matter and stage", style="bold"),
+    ]
+    counts = r.cases.by_matter_stage
+    if counts:
+        said.append(FirstThatFits(_matrix(counts, kpi.stage_order), _by_matter(counts, kpi.stage_order)))
+    else:
+        said.append("(no cases)")
+    figures = Listing(Column("figure"), Column("value", "short", justify="right"),
+                      Column("target", "short", justify="right"), blocks_below=0)
+    section = None
+    for m in kpi.metrics(r):
+        if m.section != section:
+            if section is not None:
+                figures.add_row("", "", "")
+            section = m.section
+            figures.add_row(Text(kpi.SECTION_TITLES[section], style="bold"), "", "")
+        target = kpi.TARGETS.get(m.name) if m.section != "risks" else None
+        figures.add_row("  " + m.label, kpi.shown(m.value, m.kind), "" if target is None else f"{target:.0%}")
+    return [*said, "", figures]
+
+
+def _matrix(counts, stage_order) -> Listing:
+    """Matters down, stages across in procedure order, with totals."""
+    stages = sorted({c.stage for c in counts}, key=stage_order)
+    matters = sorted({c.matter_code for c in counts})
+    cell = {(c.matter_code, c.stage): c.cases for c in counts}
+    t = Listing(Column("matter", "id"), *(Column(s, "id", justify="right") for s in stages),
+                Column("total", "short", justify="right"), blocks_below=0)
+    for m in matters:
+        values = [cell.get((m, s), 0) for s in stages]
+        t.add_row(m, *map(str, values), str(sum(values)))
+    totals = [sum(cell.get((m, s), 0) for m in matters) for s in stages]
+    t.add_row(Text("total", style="bold"), *map(str, totals), Text(str(sum(totals)), style="bold"))
+    return t
+
+
+def _by_matter(counts, stage_order) -> Listing:
+    """The same counts as rows, for a terminal too narrow for a column per stage."""
+    t = Listing(Column("matter", "id"), Column("stage", "id"), Column("cases", "short", justify="right"),
+                blocks_below=0)
+    matter = None
+    for c in sorted(counts, key=lambda c: (c.matter_code, stage_order(c.stage))):
+        t.add_row(c.matter_code if c.matter_code != matter else "", c.stage, str(c.cases))
+        matter = c.matter_code
+    t.add_row(Text("total", style="bold"), "", Text(str(sum(c.cases for c in counts)), style="bold"))
+    return t

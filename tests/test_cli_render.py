@@ -2,6 +2,8 @@
 terminal or in a pipe, and every command takes `-o`."""
 
 import io
+import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -58,33 +60,106 @@ RISKS = [
     RiskEntry(risk_no="R-0001", source="manual", type="social", title="crowd at the hall entrance after the holiday",
               responsible_department="market-regulation", owner="officer-li", level=Level.RED,
               state=RiskState.HANDLING, reported_at=NOW, escalations=2),
+    RiskEntry(risk_no="R-DEMO-20261130110232", source="manual", type="execution",
+              title="queue system down at windows 3-5", responsible_department="natural-resources",
+              owner="officer-zhou", level=Level.YELLOW, state=RiskState.AWAITING_ACKNOWLEDGEMENT, reported_at=NOW),
 ]
 PUBLISHED = [
     Publication(suggestion_no="SUG-0001", topic="more seats in the waiting area", department="market-regulation",
                 complexity="general", adopted=False, reason="no room until the hall moves to its new building",
                 submitted_at=NOW, answered_at=NOW, on_time=True),
+    Publication(suggestion_no="SUG-DEMO-20261130110232", topic="evening hours on Thursdays",
+                department="natural-resources", complexity="general", adopted=True,
+                measures="windows 1-4 open until 20:00 from January", submitted_at=NOW, answered_at=NOW, on_time=False),
 ]
+UI = "http://127.0.0.1:8233/namespaces/default/workflows"
+
+
+def lists() -> dict[str, tuple[list, list[str], list[str], list[str]]]:
+    """Each list as shown, its headers, its ids (broken after - _ : / or , when narrow) and its prose."""
+    return {
+        "operator inbox": (
+            render.inbox(INBOX, "officer-li", UI), ["due", "workflow", "stage", "waiting on"],
+            [w for r in INBOX for w in (r["workflow_id"], r["stage"], *r["waiting_on"])], [],
+        ),
+        "feedback open": (
+            render.open_feedback(INBOX, "market-regulation"), ["due", "workflow", "type", "stage"],
+            [w for r in INBOX for w in (r["workflow_id"], r["stage"])], ["rectification", "case", "risk"],
+        ),
+        "risk list": (
+            render.risks(RISKS),
+            ["risk", "level", "state", "title", "department", "owner", "reported", "escalations"],
+            [w for e in RISKS for w in (e.risk_no, e.state.value, e.responsible_department, e.owner)],
+            [w for e in RISKS for w in (e.title, e.level.value)],
+        ),
+        "feedback published": (
+            render.published(PUBLISHED),
+            ["suggestion", "topic", "department", "adopted", "measures or reason", "answered", "on time"],
+            [w for p in PUBLISHED for w in (p.suggestion_no, p.department)],
+            [w for p in PUBLISHED for w in (p.topic, p.measures or p.reason)],
+        ),
+    }
+
+
+def assert_no_word_cut(text: str, ids: list[str], prose: list[str], room: int) -> None:
+    """No "…"; a word of prose is never split, an id only after - _ : / or , (or folded when a piece
+    is longer than the room it has); no character is lost."""
+    assert "…" not in text
+    for word in (w for value in prose for w in value.split()):
+        if len(word) <= room:
+            assert word in text, (word, text)
+    for piece in (p for value in ids for w in value.split() for p in render.BREAKS.findall(w)):
+        if len(piece) <= room:
+            assert piece in text, (piece, text)
+    assert sum(not c.isspace() for c in text) >= sum(not c.isspace() for v in ids + prose for c in v)
 
 
 @pytest.mark.parametrize("width", WIDTHS)
-def test_lists_wrap_at_spaces_and_never_cut_a_word_that_fits(width):
-    lists = [
-        (render.inbox(INBOX, "officer-li", "http://127.0.0.1:8233/namespaces/default/workflows"),
-         [w for r in INBOX for w in (r["workflow_id"], r["stage"], *r["waiting_on"])]),
-        (render.open_feedback(INBOX, "market-regulation"), [w for r in INBOX for w in (r["workflow_id"], r["type"])]),
-        (render.risks(RISKS), [RISKS[0].title, RISKS[0].responsible_department, "handling", "red"]),
-        (render.published(PUBLISHED), [PUBLISHED[0].topic, PUBLISHED[0].reason, "market-regulation"]),
-    ]
-    for renderables, values in lists:
-        assert_nothing_cut(shown(renderables, width), values, width, label_width=len("measures or reason"))
+def test_lists_never_cut_a_word(width):
+    for name, (renderables, _, ids, prose) in lists().items():
+        room = width - len("measures or reason") - 2 if width < 60 else render.FOLD_MIN
+        assert_no_word_cut(shown(renderables, width), ids, prose, room)
 
 
-def test_a_list_is_a_table_when_it_fits_and_labelled_lines_when_it_does_not():
-    wide, narrow = shown(render.risks(RISKS), 200), shown(render.risks(RISKS), 60)
+@pytest.mark.parametrize("width", (80, 100, 120, 200))
+def test_lists_are_tables_at_80_columns_and_wider(width):
+    """A header line, a rule, then the rows; a column of little use left out when narrow is named."""
+    for name, (renderables, headers, _, _) in lists().items():
+        text = shown(renderables, width)
+        lines = text.splitlines()
+        rule = next((n for n, line in enumerate(lines[:3]) if set(line) == {"─"}), None)
+        assert rule is not None, (name, text)  # under a header of a line or two
+        left_out = re.search(r"^not shown at this width: (.*) \(-o json has every field\)$", text, re.M)
+        left_out = left_out.group(1).split(", ") if left_out else []
+        kept = [h for h in headers if h not in left_out]
+        assert sorted(" ".join(lines[:rule]).split()) == sorted(w for h in kept for w in h.split()), (name, text)
+        last = [h.split()[-1] for h in kept]  # each header ends on the line above the rule, in order
+        assert [w for w in lines[rule - 1].split() if w in last] == last, (name, text)
+        assert max(map(len, text.splitlines())) <= width
+        if width >= 200:
+            assert not left_out
+        assert {"escalations"} <= set(left_out) or name != "risk list" or width > 100, text
+
+
+def test_a_list_is_a_table_when_it_fits_and_labelled_lines_when_very_narrow():
+    wide, narrow = shown(render.risks(RISKS), 200), shown(render.risks(RISKS), 40)
     assert wide.splitlines()[0].split() == ["risk", "level", "state", "title", "department", "owner", "reported",
                                             "escalations"]
-    assert "R-0001  red    handling  crowd at the hall entrance after the holiday" in wide
+    assert re.search(r"^R-0001 +red +handling +crowd at the hall entrance after the holiday +market-regulation", wide,
+                     re.M)
     assert narrow.splitlines()[:3] == ["risk         R-0001", "level        red", "state        handling"]
+    at_80 = shown(render.risks(RISKS), 80)
+    assert at_80.splitlines()[0].split() == ["risk", "level", "state", "title", "department", "owner"]
+    assert "not shown at this width: reported, escalations (-o json has every field)" in at_80
+
+
+def test_a_list_as_json_is_the_rows_as_scripts_read_them(capsys):
+    render.reply(render.Output.json, INBOX, lambda r: render.inbox(r, "officer-li", UI))
+    assert json.loads(capsys.readouterr().out) == INBOX
+    render.reply(render.Output.json, RISKS, render.risks)
+    assert [RiskEntry.model_validate(r) for r in json.loads(capsys.readouterr().out)] == RISKS
+    render.reply(render.Output.json, PUBLISHED, render.published)
+    assert [Publication.model_validate(p) for p in json.loads(capsys.readouterr().out)] == PUBLISHED
 
 
 @pytest.mark.parametrize("width", (40, 80))

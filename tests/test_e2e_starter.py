@@ -41,9 +41,10 @@ HUMAN = {
         r"^last events +\d\d-\d\d \d\d:\d\d  received by clerk-01$",
     ],
     "operator inbox --actor": [
-        r"^due \(Asia/Shanghai\) +workflow +stage +waiting on$",
+        r"^due +workflow +stage +waiting on$",
         rf"^{WHEN} +case-<case> +awaiting_review +.*officer-li",
-        r"^\d+ waiting on officer-li, soonest due first; open one: http://\S+/workflows/<workflow>$",
+        r"^\d+ waiting on officer-li, soonest due first; times in Asia/Shanghai; open one: "
+        r"http://\S+/workflows/<workflow>$",
     ],
     "case review": [r"^case <case>: officer-li decided approve$", r"^stage +\w+$"],
     "case vote": [r"^case <case>: officer-\w+ voted approve$", r"^stage +\w+$"],
@@ -51,8 +52,9 @@ HUMAN = {
     "case rate": [r"^case <case>: rated 2$", r"^stage +approved$", r"^rating +2 of 5 \(dissatisfied\)$"],
     "operator inbox --department": [rf"^{WHEN} +rectification-<case> +verifying +market-regulation$"],
     "feedback open": [
-        r"^due \(Asia/Shanghai\) +workflow +type +stage$",
-        rf"^{WHEN} +rectification-<case> +RectificationWorkflow +verifying$",
+        r"^due +workflow +type +stage$",
+        rf"^{WHEN} +rectification-<case> +rectification +verifying$",
+        r"^times in Asia/Shanghai$",
     ],
     "feedback verify": [r"^rectification of case <case>: verified by officer-li$", r"^stage +rectifying$"],
     "feedback rectify": [r"^rectification of case <case>: rectified by officer-li$", r"^stage +rectified$"],

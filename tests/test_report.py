@@ -17,6 +17,7 @@ March 2025 (Asia/Shanghai), report made 2025-04-01 10:00 +08:00:
 import csv
 import io
 import json
+import re
 from datetime import date, datetime, timedelta
 
 import pytest
@@ -308,7 +309,7 @@ def test_a_period_with_nothing_in_it_has_no_shares_instead_of_errors(month):
               r.deferrals.on_time_share, r.ratings.satisfaction_rate, r.ratings.rectification_rate,
               r.suggestions.answered_on_time_share, r.suggestions.adoption_rate]
     assert shares == [None] * len(shares)
-    table = report.render(r, "table")
+    table = _shown(r, 80)
     assert "(no cases)" in table and "—" in table
     with pytest.raises(ValueError, match="starts"):
         report.build_report(month, MARCH_31, MARCH_1)
@@ -335,28 +336,61 @@ def test_json_and_csv_read_back_to_the_same_figures(month):
     assert len(values) == len(rows)  # one row per metric
 
 
+def _shown(r: report.Report, width: int) -> str:
+    """The report as `operator report` prints it on a terminal `width` columns wide."""
+    from rich.console import Console
+
+    from cli import render
+
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None)
+    for part in render.kpi_report(r):
+        console.print(part)
+    return "".join(line.rstrip() + "\n" for line in out.getvalue().splitlines())
+
+
 @sqlite_only
-def test_table_lines_up_every_figure_with_its_label(month):
+@pytest.mark.parametrize("width", (80, 120))
+def test_the_report_reads_as_tables_each_figure_beside_its_label(month, width):
     r = report.build_report(month, MARCH_1, MARCH_31, now=AS_OF)
-    table = report.render(r, "table")
+    table = _shown(r, width)
 
     assert table.startswith("KPI report 2025-03-01 to 2025-03-31")
-    assert "  on-time rate (promised limit)" in table and "75.0%   target 100%" in table
+    assert "…" not in table and max(map(len, table.splitlines())) <= width
+    assert re.search(r"^  on-time rate \(promised limit\) +75\.0% +100%$", table, re.M)
     matrix = table.split("Cases by matter and stage\n")[1].split("\n\n")[0].splitlines()
     assert matrix[0].split() == ["matter", "accepted", "consulting", "approved", "rejected", "terminated", "total"]
+    assert set(matrix[1]) == {"─"}
     assert matrix[-1].split() == ["total", "1", "1", "3", "1", "1", "7"]
-    after_matrix = table.split("Cases (办件)\n")[1].splitlines()
-    figures = [line.split("   target")[0] for line in after_matrix if line.startswith("  ")]
-    assert len(figures) == len(report.metrics(r))
-    assert len({len(line) for line in figures}) == 1  # every value right-aligned in one column
+    figures = table.split("Cases (办件)\n")[1].splitlines()
+    shown = [line for line in figures if line.startswith("  ")]
+    assert len(shown) == len(report.metrics(r))
+    for line, m in zip(shown, report.metrics(r)):
+        assert line.split("  ")[1].strip() == m.label  # each label on one line, whole
+        assert report.shown(m.value, m.kind) in line
+    assert len({line.rindex(report.shown(m.value, m.kind)[-1]) for line, m in zip(shown, report.metrics(r))
+                if m.name not in report.TARGETS}) == 1  # values right-aligned in one column
+
+
+@sqlite_only
+def test_a_matrix_too_wide_for_the_terminal_is_given_as_rows_per_matter_and_stage(month):
+    r = report.build_report(month, MARCH_1, MARCH_31, now=AS_OF)
+    table = _shown(r, 60)
+
+    assert "…" not in table and max(map(len, table.splitlines())) <= 60
+    rows = table.split("Cases by matter and stage\n")[1].split("\n\n")[0].splitlines()
+    assert rows[0].split() == ["matter", "stage", "cases"]
+    assert rows[-1].split() == ["total", "7"]
+    counts = {(m.matter_code, m.stage): m.cases for m in r.cases.by_matter_stage}
+    assert sum(int(line.split()[-1]) for line in rows[2:-1]) == sum(counts.values())
 
 
 @sqlite_only
 def test_run_defaults_to_the_last_30_days_and_draws_the_chart(month, tmp_path):
     chart = tmp_path / "kpi.png"
-    text = report.run(month, fmt="json", chart=chart, now=AS_OF)
+    r = report.run(month, chart=chart, now=AS_OF)
 
-    r = report.Report.model_validate(json.loads(text))
+    assert report.Report.model_validate(json.loads(report.render(r, "json"))) == r
     assert (r.filter.period_from, r.filter.period_to) == (date(2025, 3, 3), date(2025, 4, 1))
     assert r.cases.received == 8  # 03-03..04-01: C-09 in, C-08 out
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 10_000
@@ -376,8 +410,13 @@ def test_the_report_command_takes_the_period_and_filters_from_flags(month, monke
         assert ["cases", "received", "3"] in rows and ["filter", "department", "natural-resources"] in rows
         assert main(["operator", "report", *flags, "--format", "csv"]) == 0  # the old flag, kept for scripts
         assert ["cases", "received", "3"] in list(csv.reader(io.StringIO(capsys.readouterr().out)))
+        assert main(["operator", "report", *flags, "-o", "json"]) == 0
+        figures = report.Report.model_validate_json(capsys.readouterr().out)
+        assert figures.cases.received == 3 and figures.filter.department == "natural-resources"
         assert main(["operator", "report", *flags]) == 0
-        assert capsys.readouterr().out.startswith("KPI report 2025-03-01 to 2025-03-31")
+        text = capsys.readouterr().out
+        assert text.startswith("KPI report 2025-03-01 to 2025-03-31") and "{" not in text
+        assert re.search(r"^  received +3$", text, re.M)
         assert main(["operator", "report", "--from", "March"]) == 2
         assert "not a date (YYYY-MM-DD): 'March'" in capsys.readouterr().err
     finally:
