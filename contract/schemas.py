@@ -1,6 +1,6 @@
 """JSON Schemas of the integration contract, generated from the models (never hand-written).
 
-`python starter.py schema` writes them to docs/schemas/; a test checks the committed copy.
+`python starter.py admin schema` writes them to docs/schemas/; a test checks the committed copy.
 """
 
 from typing import Any

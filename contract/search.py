@@ -24,7 +24,7 @@ STEP_OVERDUE = SearchAttributeKey.for_bool("StepOverdue")
 # Step 4: a risk's state in the register (RiskLevel above holds its level too).
 RISK_STATE = SearchAttributeKey.for_keyword("RiskState")
 # Step 5: who an open workflow waits on (officers, department codes, `applicant:<id>`), with the
-# due of that wait in StepDueAt: `starter.py inbox` reads them, the task list Temporal lacks.
+# due of that wait in StepDueAt: `starter.py operator inbox` reads them, the task list Temporal lacks.
 WAITING_ON = SearchAttributeKey.for_keyword_list("WaitingOn")
 
 ALL = [
