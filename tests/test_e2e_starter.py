@@ -5,6 +5,8 @@ refusal is one line naming the workflow's error type; a mistyped command exits 2
 import json
 import re
 import shlex
+import subprocess
+import sys
 import time
 
 import pytest
@@ -31,7 +33,7 @@ def readme_commands() -> list[list[str]]:
 
 
 # What a person reads in each answer (lines of the output, as regular expressions); <case> is the
-# DEMO case, <other> and <suggestion> the README's HALL-0002 and SUG-0001.
+# DEMO case, <other>, <suggestion> and <risk> the README's HALL-0002, SUG-0001 and R-0001.
 HUMAN = {
     "case status": [
         r"^case +<case>$", r"^stage +awaiting_review$", r"^matter +enterprise-opening \(企业开办\)$",
@@ -68,6 +70,12 @@ HUMAN = {
     "feedback published": [
         r"^suggestion +topic +department +adopted +measures or reason +answered +on time$",
         rf"^<suggestion> +more seats +market-regulation +no +no room until the hall moves +{WHEN} +yes$",
+    ],
+    "risk report": [r"^risk <risk> reported: workflow id risk-<risk>$", r"^http://\S+/workflows/risk-<risk>$"],
+    "risk list": [
+        r"^risk +level +state +title +department +owner +reported +escalations$",
+        rf"^<risk> +red +\w+ +crowd at the hall entrance after the holiday +market-regulation +officer-li +{WHEN} +\d+$",
+        r"^times in Asia/Shanghai$",
     ],
     "--help": [r"\bcase\b", r"\bfeedback\b", r"\brisk\b", r"\boperator\b", r"\badmin\b"],
 }
@@ -112,6 +120,12 @@ JSON = {
         and r["suggestion_no"] == n["suggestion"] and "citizen-1" not in json.dumps(r)
         for r in a
     ),
+    "risk report": lambda a, n: set(a) == {"risk_no", "workflow_id", "link"} and a["workflow_id"] == f"risk-{n['risk']}",
+    "risk list": lambda a, n: any(
+        {"risk_no", "level", "state", "title", "responsible_department", "owner", "reported_at", "escalations"}
+        <= set(r) and r["risk_no"] == n["risk"] and r["level"] == "red"
+        for r in a
+    ),
 }
 
 
@@ -134,7 +148,8 @@ def _run_readme(hall, numbers: dict[str, str], output: list[str]) -> dict[str, s
     answers = {}
     for argv in readme_commands():
         argv = [numbers["case"] if a == "DEMO-..." else numbers["other"] if a == "HALL-0002"
-                else numbers["suggestion"] if a == "SUG-0001" else a for a in argv]
+                else numbers["suggestion"] if a == "SUG-0001" else numbers["risk"] if a == "R-0001" else a
+                for a in argv]
         key = _key(argv)
         argv = argv + ([] if key == "--help" else output)
         for _ in range(100):
@@ -143,6 +158,7 @@ def _run_readme(hall, numbers: dict[str, str], output: list[str]) -> dict[str, s
                 break
             time.sleep(0.2)
         assert ran.returncode == 0 and _reads(key, ran.stdout, numbers, bool(output)), (argv, ran.stdout, ran.stderr)
+        assert ran.stderr == "", (argv, ran.stderr)  # no log line under the answer
         answers[key] = ran.stdout
     assert set(answers) == set(HUMAN)  # every README command was checked
     return answers
@@ -162,17 +178,37 @@ def _reads(key: str, stdout: str, numbers: dict[str, str], as_json: bool) -> boo
     return all(re.search(p, stdout, re.M) for p in patterns)
 
 
-def test_the_readme_commands_answer_people_in_lines_and_tables(hall):
+def _numbers() -> dict[str, str]:
     run = time.time_ns()
-    numbers = {"case": f"DEMO-{run}", "other": f"HALL-{run}", "suggestion": f"SUG-{run}"}
+    return {"case": f"DEMO-{run}", "other": f"HALL-{run}", "suggestion": f"SUG-{run}", "risk": f"R-{run}"}
+
+
+def test_the_readme_commands_answer_people_in_lines_and_tables(hall):
+    numbers = _numbers()
     _start_demo_case(hall, numbers["case"])
     answers = _run_readme(hall, numbers, [])
     assert "{" not in answers["case status"] and "…" not in "".join(answers.values())
 
+    # The same lists on an 80-column terminal: still tables (a header, a rule), nothing cut, no log.
+    lists = {
+        "operator inbox --actor": ["operator", "inbox", "--actor", "officer-li"],
+        "feedback open": ["feedback", "open", "--department", "market-regulation"],
+        "feedback published": ["feedback", "published"],
+        "risk list": ["risk", "list"],
+        "operator report": ["operator", "report"],
+    }
+    for key, argv in lists.items():
+        ran = subprocess.run([sys.executable, "starter.py", *argv], cwd=ROOT, env={**hall.env, "COLUMNS": "80"},
+                             capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0 and ran.stderr == "", (key, ran.stderr)
+        lines = ran.stdout.splitlines()
+        assert "…" not in ran.stdout and max(map(len, lines)) <= 80, (key, ran.stdout)
+        assert any(set(line) == {"─"} for line in lines), (key, ran.stdout)  # a table's rule under its header
+        assert "crowd" in ran.stdout or key != "risk list", ran.stdout
+
 
 def test_the_readme_commands_answer_scripts_in_json(hall):
-    run = time.time_ns()
-    numbers = {"case": f"DEMO-{run}", "other": f"HALL-{run}", "suggestion": f"SUG-{run}"}
+    numbers = _numbers()
     _start_demo_case(hall, numbers["case"])
     _run_readme(hall, numbers, ["-o", "json"])
 
