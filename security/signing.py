@@ -72,6 +72,21 @@ def verify(assertion: ActorAssertion, key: PublicKey) -> bool:
     return False
 
 
+def _raise_a_refusal_once() -> None:
+    """cryptography's Rust core looks up InvalidSignature the first time it raises it. Inside the
+    workflow sandbox that lookup fails and aborts the worker process (a panic at the FFI boundary):
+    one forged signature would stop every worker it reached. Raised once here, when this module is
+    imported outside the sandbox, the lookup is done and kept. A fixed key: no randomness."""
+    public = Ed25519PrivateKey.from_private_bytes(bytes(range(32))).public_key()
+    try:
+        public.verify(bytes(64), b"hallflow")
+    except InvalidSignature:
+        return
+
+
+_raise_a_refusal_once()
+
+
 def header_value(a: ActorAssertion) -> str:
     """The assertion as compact JSON: the value after `hallflow-actor=` in the temporal CLI's
     --headers, and the data of the header's json/plain payload."""

@@ -3,6 +3,7 @@
 `Unauthenticated`; a properly signed one from someone who may not take the step is refused
 `Forbidden` or `UnknownActor`; the case does not change, and each refusal is in the audit trail."""
 
+import base64
 import json
 import os
 import subprocess
@@ -76,8 +77,19 @@ def test_an_update_not_signed_for_itself_or_by_someone_not_allowed_is_refused_an
             env=env, capture_output=True, text=True, timeout=60,
         )
 
+    def forged(header: str) -> str:
+        """The same assertion with its signature's last byte changed: right key id, wrong signature."""
+        name, _, value = header.partition("=")
+        assertion = json.loads(value)
+        raw = bytearray(base64.b64decode(assertion["signature"]))
+        raw[-1] ^= 0x01
+        return f"{name}={json.dumps({**assertion, 'signature': base64.b64encode(bytes(raw)).decode()})}"
+
     tax = OPINION % "tax-01"
     refusals = [
+        # A forged signature once aborted the worker process (cryptography inside the sandbox):
+        # refused like the rest, and the worker goes on answering.
+        (tax, forged(sign("tax-01", tax)), "Unauthenticated", "signature"),
         # (body, header, error, what the refusal says)
         (tax, None, "Unauthenticated", "carries no hallflow-actor header"),
         (tax, sign("tax-01", tax, message="review"), "Unauthenticated", "not for department_opinion"),
