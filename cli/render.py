@@ -184,12 +184,12 @@ class Listing:
             keep = list(range(len(self.columns)))
             headers = [c.header for c in self.columns]
 
-            def least() -> list[int]:
+            def floor() -> list[int]:  # a column's least, prose given `comfort` characters
                 return [max(self._least(i, headers[i]), min(comfort, self._most(i, headers[i]))
                             if self.columns[i].kind == "text" else 0) for i in keep]
 
             def fits() -> bool:
-                return sum(least()) + self.GAP * (len(keep) - 1) <= width
+                return sum(floor()) + self.GAP * (len(keep) - 1) <= width
 
             if not fits():
                 headers = [c.short or c.header for c in self.columns]
@@ -205,6 +205,7 @@ class Listing:
         room = width - self.GAP * (len(keep) - 1)
         texts = [[headers[i], *(row[i].plain for row in self.rows)] for i in keep]
         kinds = [self.columns[i].kind for i in keep]
+        most = [self._most(i, headers[i]) for i in keep]
         cache: dict[tuple[int, int], list[int]] = {}
 
         def lines_at(j: int, w: int) -> list[int]:
@@ -212,11 +213,15 @@ class Listing:
                 cache[(j, w)] = [_lines_needed(t, w, kinds[j]) for t in texts[j]]
             return cache[(j, w)]
 
-        def height(widths: list[int]) -> int:
-            return sum(map(max, zip(*(lines_at(j, w) for j, w in enumerate(widths)))))
+        def cost(widths: list[int]) -> int:
+            """The table's lines, and two more for each line an id or a time is broken over."""
+            lines = [lines_at(j, w) for j, w in enumerate(widths)]
+            broken = sum(n - whole for j, kind in enumerate(kinds) if kind in ("id", "time")
+                         for n, whole in zip(lines[j][1:], lines_at(j, most[j])[1:]))
+            return sum(map(max, zip(*lines))) + 2 * broken
 
-        widths = _fit(least(), [self._most(i, headers[i]) for i in keep], room, height)
-        return keep, [headers[i] for i in keep], widths
+        least = [self._least(i, headers[i]) for i in keep]
+        return keep, [headers[i] for i in keep], _fit(least, floor(), most, room, cost)
 
     def needs(self) -> int:
         """The narrowest this table can be with every column and full headers, no word cut."""
@@ -248,20 +253,39 @@ class Listing:
             yield Text(f"not shown at this width: {', '.join(left_out)} (-o json has every field)", style="dim")
 
 
-def _fit(least: list[int], most: list[int], room: int, height) -> list[int]:
-    """Column widths within `room`, from each column's widest: one character at a time is taken
-    from the column that adds the fewest lines to the table (`height(widths)`), the widest first."""
+def _fit(least: list[int], floor: list[int], most: list[int], room: int, cost) -> list[int]:
+    """Column widths within `room`, each between its least and most, costing least: `cost(widths)`
+    (lines, ids broken), and prose below its `floor` a quarter line for the first character, half
+    for the second …. From each column's widest, one character at a time is taken where it costs
+    least (the widest first); then characters move between columns while that costs less."""
+
+    def score(widths: list[int]) -> float:
+        below = (max(0, f - w) for f, w in zip(floor, widths))
+        return cost(widths) + sum(n * (n + 1) / 8 for n in below)
+
     widths = list(most)
     while sum(widths) > room:
         giving = [i for i in range(len(widths)) if widths[i] > least[i]]
         if not giving:
-            break
+            return widths
 
-        def cost(i: int) -> tuple[int, int]:
-            narrower = widths[:i] + [widths[i] - 1] + widths[i + 1:]
-            return height(narrower), -widths[i]
+        def loss(i: int) -> tuple[float, int]:
+            return score(widths[:i] + [widths[i] - 1] + widths[i + 1:]), -widths[i]
 
-        widths[min(giving, key=cost)] -= 1
+        widths[min(giving, key=loss)] -= 1
+    best = score(widths)
+    improved = True
+    while improved:
+        improved = False
+        for a in range(len(widths)):
+            for b in range(len(widths)):
+                for n in range(1, min(widths[a] - least[a], most[b] - widths[b]) + 1):
+                    moved = list(widths)
+                    moved[a] -= n
+                    moved[b] += n
+                    if (new := score(moved)) < best:
+                        widths, best, improved = moved, new, True
+                        break
     return widths
 
 
