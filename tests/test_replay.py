@@ -8,6 +8,8 @@ nondeterminism error in production. tests/histories holds one recorded history p
 
 
 import json
+import re
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -23,7 +25,7 @@ with workflow.unsafe.imports_passed_through():
     from contract.case import CaseApplication, CaseOutcome
     from contract.converter import Unreadable
     from tests.org_fixtures import data_converter
-    from tests.record_histories import SCENARIOS
+    from tests.record_histories import DEV, SCENARIOS, TIME_SKIPPING
     from worker import INTERCEPTORS, WORKFLOWS
     from workflows import activities as act
     from workflows.case import CaseWorkflow
@@ -48,7 +50,8 @@ def history(name: str) -> WorkflowHistory:
     started = json.loads(text)["events"][0]["workflowExecutionStartedEventAttributes"]
     payload = json_format.ParseDict(started["input"]["payloads"][0], Payload())
     given = json.loads(data_converter.payload_codec.decrypt(payload).data)  # recorded with tests/keys
-    return WorkflowHistory.from_json(WORKFLOW_ID[started["workflowType"]["name"]](given), text)
+    workflow_id = SCENARIOS[name].workflow_id if name in SCENARIOS else None  # started under another id
+    return WorkflowHistory.from_json(workflow_id or WORKFLOW_ID[started["workflowType"]["name"]](given), text)
 
 
 async def replay(name: str, workflows: list[type]) -> None:
@@ -62,6 +65,32 @@ def test_every_scenario_has_a_recorded_history():
 @pytest.mark.parametrize("name", [p.stem for p in RECORDED])
 async def test_current_workflow_code_replays_recorded_history(name):
     await replay(name, WORKFLOWS)
+
+
+@pytest.mark.parametrize("name", [p.stem for p in RECORDED])
+def test_each_history_was_recorded_on_the_server_its_scenario_declares(name):
+    """A time-skipping run starts at its scenario's instant in the test calendar (2099); a dev
+    server's on the wall clock, years before it."""
+    scenario = SCENARIOS.get(name)
+    if scenario is None:
+        pytest.fail(f"{name}.json has no scenario in tests/record_histories.py")
+    first = json.loads((HISTORIES / f"{name}.json").read_text(encoding="utf-8"))["events"][0]
+    started = datetime.fromisoformat(first["eventTime"][:19]).replace(tzinfo=timezone.utc)
+    if scenario.server == TIME_SKIPPING:
+        assert scenario.start_at <= started < scenario.start_at + timedelta(minutes=1), started
+    else:
+        assert scenario.server == DEV and started.year < 2099, (scenario.server, started)
+
+
+def test_the_readme_lists_every_scenario_with_its_server():
+    """tests/histories/README.md's table: one row per scenario (or a few sharing one), saying
+    which server recorded it."""
+    listed = {}
+    for line in (HISTORIES / "README.md").read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 4:
+            listed.update((name, cells[2]) for name in re.findall(r"`([a-z_]+)`", cells[0]))
+    assert listed == {name: s.server for name, s in SCENARIOS.items()}
 
 
 # ---- the guard itself: changed workflows that must not replay old histories ------------------
