@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 from temporalio.client import Client
 
 import report as kpi
@@ -125,7 +126,8 @@ async def _day(client: Client, settings: Settings, output: Output) -> None:
         *render.kpi_report(figures),
         "",
         "In the Web UI:",
-        *("  " + link for link in day.links()),
+        # A link whole on its line, however long: the terminal wraps it, and copies it whole.
+        *(Text("  " + link, no_wrap=True) for link in day.links()),
         "",
         "What waits on officer-li: python starter.py operator inbox --actor officer-li",
     )

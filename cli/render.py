@@ -54,11 +54,16 @@ def show(*renderables: RenderableType | str) -> None:
     out = console()
     # Text as-is: a bracket in an officer's note is not markup.
     items = [Text(r) if isinstance(r, str) else r for r in renderables]
+
+    def each() -> None:
+        for item in items:  # a Text with no_wrap (a long link) is one line, for the terminal to wrap
+            out.print(item, soft_wrap=isinstance(item, Text) and bool(item.no_wrap))
+
     if out.is_terminal:
-        out.print(*items, sep="\n")
+        each()
         return
     with out.capture() as captured:  # a file or a pipe: no padding after the last word
-        out.print(*items, sep="\n")
+        each()
     sys.stdout.write("".join(line.rstrip() + "\n" for line in captured.get().splitlines()))
 
 
