@@ -13,11 +13,13 @@ workflow object must always be built, or every query of that run fails with an S
 guard then fails the run with it at once, and answers every query, Update and signal with it.
 
 Who sent a message comes next (docs/security.md). Before the workflow runs, the guard gives it
-the organisation directory (a local activity, so it is in history) and proves the start; before
-each validator, it proves the Update or signal (workflows/proof.py) and tells the workflow who
-is acting (`self.sender`) and with which key (`self.signed`). Refusals of who may act are
-written to the audit trail: a twin's by the twin, an Update's (which leaves no history) through
-the worker's refusal sink (activities/lent.py).
+the organisation directory (a local activity, so it is in history) and proves the start
+(`self.start_proof`); before each validator, it proves the Update or signal (workflows/proof.py)
+and tells the workflow who is acting (`self.sender`). The handler then runs with that message's
+proof (`workflows.proof.current_proof()`), so each audit row it records names the key that
+signed this very message (workflows/trail.py). Refusals of who may act are written to the audit
+trail with the actor and key proven, if any: a twin's by the twin, an Update's (which leaves no
+history) through the worker's refusal sink (activities/lent.py).
 """
 
 from typing import Any, Callable, Sequence, TypeVar
@@ -49,7 +51,7 @@ with workflow.unsafe.imports_passed_through():
     from security.signing import header_value, sign
     from workflows import activities as act
     from workflows.authority import refuse_unless, require_active
-    from workflows.proof import SIGNAL_GRACE, prove
+    from workflows.proof import SIGNAL_GRACE, Proven, handling, prove
 
 # Refusals of who may act: recorded in the audit trail (the rest only answer the sender).
 WHO_MAY = {"Unauthenticated", "Forbidden", "UnknownActor", "NotReviewer", "NotPanelMember"}
@@ -113,7 +115,12 @@ def _subject(inst: Any) -> tuple[str, str]:
     return workflow.info().workflow_type, workflow.info().workflow_id
 
 
-def _audit_refusal(inst: Any, key: str, message: str, actor: str | None, refusal: ApplicationError) -> AuditEntry:
+def _audit_refusal(inst: Any, key: str, message: str, actor: str | None, refusal: ApplicationError,
+                   proven: Proven | None = None) -> AuditEntry:
+    """The `refused` row: the actor and key proven for the message, else the actor it claimed
+    (signed_with None: not proven)."""
+    if proven is not None:
+        actor = proven.actor
     subject_type, subject_id = _subject(inst)
     info = workflow.info()
     return AuditEntry(
@@ -127,18 +134,18 @@ def _audit_refusal(inst: Any, key: str, message: str, actor: str | None, refusal
         workflow_id=info.workflow_id,
         run_id=info.run_id,
         details={"message": message[:200], "error": refusal.type or "Refused"},
+        signed_with=proven.key_id if proven is not None else None,
     )
 
 
-def _prove_message(inst: Any, message: str, value: Any, digest: str | None, headers: Any, *, grace=None) -> None:
-    """Prove `message`, tell the workflow who acts (`sender`) and with which key (`signed`), and
-    refuse an actor the directory does not know or the workflow's rule for it does not allow."""
-    inst.sender = None  # never the last message's: a refusal below is recorded with this one's actor
+def _prove_message(inst: Any, message: str, value: Any, digest: str | None, headers: Any, *, grace=None) -> Proven:
+    """Prove `message`, tell the workflow who acts (`sender`), and refuse an actor the directory
+    does not know or the workflow's rule for it does not allow. A refusal after the proof leaves
+    it in `inst.proving`, so the refusal is recorded with the actor and key proven."""
+    inst.sender = inst.proving = None  # never the last message's
     proven = prove(inst.org, headers, message, digest, actor_named(value), now=workflow.now(),
                    **({"grace": grace} if grace is not None else {}))
-    inst.sender = proven.actor
-    if proven.key_id is not None:
-        inst.signed = {**getattr(inst, "signed", {}), proven.actor: proven.key_id}
+    inst.sender, inst.proving = proven.actor, proven
     step = message.removesuffix("_signal") if message != workflow.info().workflow_type else "start"
     if step == "directory_changed":  # the same rule in every workflow
         rule = inst.org.with_role(Role.DIRECTORY_ADMIN, workflow.now()), "send a directory change"
@@ -149,6 +156,17 @@ def _prove_message(inst: Any, message: str, value: Any, digest: str | None, head
         refuse_unless(inst.org, workflow.now(), proven.actor, allowed, what)
     elif proven.actor not in (APPLICANT, SYSTEM_ACTOR) and not inst.org.is_hall(proven.actor):
         require_active(inst.org, workflow.now(), proven.actor, f"send {step}")
+    if step == "start" and value is not None and hasattr(inst, "check_start"):
+        inst.check_start(value)  # what the input names (a risk's owner, a suggestion's department)
+    return proven
+
+
+def _accepted(inst: Any, proven: Proven | None) -> None:
+    """A message past its checks: its handler runs with its proof, and it is the last one `actor`
+    sent that the workflow accepted (the key for rows recorded later on their behalf)."""
+    handling(proven)
+    if proven is not None and proven.key_id is not None:
+        inst.signed = {**getattr(inst, "signed", {}), proven.actor: proven.key_id}
 
 
 async def _settle(inst: Any) -> None:
@@ -176,13 +194,17 @@ class _Inbound(WorkflowInboundInterceptor):
             inst.sender = SYSTEM_ACTOR
         else:
             try:
-                _prove_message(inst, info.workflow_type, value, digest, input.headers)
+                inst.start_proof = _prove_message(inst, info.workflow_type, value, digest, input.headers)
             except ApplicationError as refusal:
                 if refusal.type in WHO_MAY:
                     # Before anything else is written: the refusal is the run's only row.
                     await act.record_audit(_audit_refusal(inst, f"refused-start:{info.run_id}", info.workflow_type,
-                                                          getattr(inst, "sender", None) or actor_named(value), refusal))
+                                                          actor_named(value), refusal, getattr(inst, "proving", None)))
                 raise
+            # Not made the run's current proof (run() records for others too): a row of the start
+            # passes `start_proof`; rows recorded for its actor later fall back to `signed`.
+            if inst.start_proof.key_id is not None:
+                inst.signed = {**getattr(inst, "signed", {}), inst.start_proof.actor: inst.start_proof.key_id}
         try:
             result = await super().execute_workflow(input)
         except ContinueAsNewError:
@@ -210,15 +232,17 @@ class _Inbound(WorkflowInboundInterceptor):
     def _admit(self, inst: Any, input: HandleUpdateInput, digest: str | None = None) -> None:
         value = input.args[0] if input.args else None
         try:
-            _prove_message(inst, input.update, value, digest or digest_read(value), input.headers)
+            proven = _prove_message(inst, input.update, value, digest or digest_read(value), input.headers)
             super().handle_update_validator(input)
+            # Kept for the handler (the validator's task is the handler's, but the SDK may not run
+            # the validator again on replay: the handler proves it again then).
+            inst._update_proofs = {**getattr(inst, "_update_proofs", {}), input.id: proven}
         except ApplicationError as refusal:
             if refusal.type in WHO_MAY and not workflow.unsafe.is_replaying():
                 lent = lent_to(workflow.info().task_queue)
                 if lent is not None:
-                    actor = getattr(inst, "sender", None) if refusal.type not in ("Unauthenticated",) else None
                     lent.record(_audit_refusal(inst, f"refused-update:{workflow.info().workflow_id}:{input.id}",
-                                               input.update, actor or actor_named(value), refusal))
+                                               input.update, actor_named(value), refusal, getattr(inst, "proving", None)))
             if refusal.non_retryable:
                 raise
             # A refusal stands until the case changes: an SDK's retry must not resend it as is.
@@ -232,36 +256,64 @@ class _Inbound(WorkflowInboundInterceptor):
             digest = digest_read(input.args[0] if input.args else None)  # before the await, as a start's
             await workflow.wait_condition(lambda: getattr(inst, "org", None) is not None)
             self._admit(inst, input, digest)
+        proofs = getattr(inst, "_update_proofs", {})
+        proven = proofs.get(input.id)
+        if proven is not None:
+            inst._update_proofs = {k: v for k, v in proofs.items() if k != input.id}
+        else:
+            proven = self._reprove(inst, input)
+        _accepted(inst, proven)  # this handler's rows carry this Update's key
         result = await super().handle_update_handler(input)
         await _settle(inst)  # an Update answers once what it changed is in the audit trail
         return result
 
+    @staticmethod
+    def _reprove(inst: Any, input: HandleUpdateInput) -> Proven | None:
+        """An Update's proof when its validator did not run here (a replay): the same check on the
+        same message, directory and clock decides the same. None if it does not hold (it did when
+        the Update was accepted: the directory copy is the one it had then)."""
+        value = input.args[0] if input.args else None
+        try:
+            return prove(inst.org, input.headers, input.update, digest_read(value), actor_named(value), now=workflow.now())
+        except ApplicationError:
+            return None
+
     async def handle_signal(self, input: HandleSignalInput) -> None:
         inst = _instance()
         twin = getattr(inst, "SIGNAL_TWINS", {}).get(input.signal.removesuffix("_signal"))
+        proving: Proven | None = None
         try:
             if _refused_input() is not None:
                 raise _refused_input()  # type: ignore[misc]
             check_arguments("signal", input.signal, input.args)
             value, digest = self._signal_payload(input, twin)  # now: the bytes it was read from go with an await
             await workflow.wait_condition(lambda: getattr(inst, "org", None) is not None)
-            _prove_message(inst, input.signal, value, digest, input.headers, grace=SIGNAL_GRACE)
+            try:
+                proven = _prove_message(inst, input.signal, value, digest, input.headers, grace=SIGNAL_GRACE)
+            finally:
+                proving = getattr(inst, "proving", None)  # the actor and key, if proven before a refusal
         except ApplicationError as refusal:
             if twin is not None and hasattr(inst, "_refuse"):
                 # Recorded like any refused twin: status.refused_signals and the audit trail.
-                await inst._refuse(input.signal, str(refusal.message), refusal.type or "Refused")
+                await inst._refuse(input.signal, str(refusal.message), refusal.type or "Refused", proving)
             else:
                 workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "error": refusal.type,
                                                                  "reason": str(refusal.message)[:300]})
-                self._audit_dropped(inst, input.signal, refusal)
+                self._audit_dropped(inst, input.signal, refusal, proving)
             return
         except Exception as refusal:  # noqa: BLE001 - never fail the workflow over a signal
             workflow.logger.warning("signal_dropped", extra={"signal": input.signal, "reason": str(refusal)})
             return
+        # A twin's validator may still refuse it: the twin records that with this proof too, and
+        # only a twin it applies counts as accepted (workflows/twins.py).
+        if twin is None:
+            _accepted(inst, proven)
+        else:
+            handling(proven)
         await super().handle_signal(input)
 
     @staticmethod
-    def _audit_dropped(inst: Any, signal: str, refusal: ApplicationError) -> None:
+    def _audit_dropped(inst: Any, signal: str, refusal: ApplicationError, proving: Proven | None) -> None:
         """A typed signal refused for who sent it (a rating, a directory change) goes to the audit
         trail through the refusal sink, as a refused Update does: the first AUDIT_DROPPED of a run."""
         if refusal.type not in WHO_MAY:
@@ -270,7 +322,7 @@ class _Inbound(WorkflowInboundInterceptor):
         key = f"refused-signal:{workflow.info().run_id}:{inst._dropped_signals}"
         lent = lent_to(workflow.info().task_queue)
         if inst._dropped_signals <= AUDIT_DROPPED and lent is not None and not workflow.unsafe.is_replaying():
-            lent.record(_audit_refusal(inst, key, signal, getattr(inst, "sender", None), refusal))
+            lent.record(_audit_refusal(inst, key, signal, None, refusal, proving))
 
     @staticmethod
     def _signal_payload(input: HandleSignalInput, twin: Any) -> tuple[Any, str | None]:

@@ -8,6 +8,7 @@ trusts, whose principal may speak for the actor, and the actor must be the one t
 
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -29,6 +30,22 @@ SIGNAL_GRACE = timedelta(hours=1)
 class Proven:
     actor: str
     key_id: str | None  # None: the directory does not require assertions and none was sent
+
+
+# The proof of the message whose handler is running: the guard sets it in the task that runs an
+# Update's or a signal's handler, so each row that handler records names the key that signed
+# this very message, whatever other messages arrive while it waits (workflows/trail.py).
+_CURRENT: ContextVar["Proven | None"] = ContextVar("hallflow_proof", default=None)
+
+
+def current_proof() -> "Proven | None":
+    """The proof of the message being handled in this task, or None (the workflow's own steps)."""
+    return _CURRENT.get()
+
+
+def handling(proven: "Proven | None") -> None:
+    """Mark the rest of this task (an Update's or a signal's handler) as handling `proven`'s message."""
+    _CURRENT.set(proven)
 
 
 def _unauthenticated(message: str) -> ApplicationError:

@@ -39,7 +39,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.trail import SYSTEM, Trail
     from workflows.guard import refuse_input
     from contract.org import SYSTEM_ACTOR
-    from workflows.authority import risk_people
+    from workflows.authority import refuse_risk_owner, risk_people
+    from workflows.proof import current_proof
     from workflows.governed import Governed
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
@@ -67,6 +68,7 @@ class RiskWorkflow(SignalTwins, Governed):
         self._plan: SubmitPlan | None = None
         self._review: RiskReviewRecord | None = None
         self._resolve: Resolve | None = None
+        self._resolve_proof = None  # the proof of the resolve message, for the `resolved` row
         self._closed = False
 
     @workflow.run
@@ -87,10 +89,14 @@ class RiskWorkflow(SignalTwins, Governed):
         )
         attributes.upsert([search.DEPARTMENT.value_set(report.responsible_department)])
         await self._save()
+        # Who reported it, as the guard proved it (hallflow for a risk a case or the watch raised).
+        proof = self.start_proof
         await self._trail.record(
             "reported",
-            report.owner,
+            proof.actor if proof is not None else SYSTEM,
+            proof=proof,
             details={
+                "owner": report.owner,
                 "level": level.value,
                 "from_matrix": report.level is None,
                 "probability": report.probability,
@@ -115,7 +121,7 @@ class RiskWorkflow(SignalTwins, Governed):
         assert self._resolve is not None
         self._entry.state, self._entry.resolved_at = RiskState.RESOLVED, workflow.now()
         await self._save()
-        await self._trail.record("resolved", self._resolve.officer, self._resolve.summary)
+        await self._trail.record("resolved", self._resolve.officer, self._resolve.summary, proof=self._resolve_proof)
         if report.source == "satisfaction":
             # Let the department's watch open another emergency if the rate is still over the line.
             try:
@@ -266,7 +272,7 @@ class RiskWorkflow(SignalTwins, Governed):
 
     @workflow.update(name="resolve")
     async def resolve(self, req: Resolve) -> RiskStatus:
-        self._resolve = req
+        self._resolve, self._resolve_proof = req, current_proof()  # recorded by run(), with this message's key
         await workflow.wait_condition(lambda: self._closed)
         return self.status()
 
@@ -296,12 +302,21 @@ class RiskWorkflow(SignalTwins, Governed):
         assert self.org is not None
         r, now = self._report, workflow.now()
         if message == "start":  # any officer in post, or hallflow (the watch, an overdue case)
-            return [SYSTEM_ACTOR, *(o.id for o in self.org.officers if self.org.active(o.id, now))], "register a risk"
+            return [SYSTEM_ACTOR, *(o.id for o in self.org.officers if self.org.active(o.id, now))], "report a risk"
         reached: list[str] = []
         if self._policy is not None and self._entry is not None:
             chain = self._policy.escalation_chain(r.responsible_department)
             reached = chain[: min(self._entry.escalations, len(chain))]
         return risk_people(self.org, now, r.owner, r.responsible_department, reached), f"{message} risk {r.risk_no}"
+
+    def check_start(self, req: RiskReport) -> None:
+        """The responsible department must be in the directory, and the owner one who may own its
+        risks (workflows/authority.py). hallflow's own reports (an overdue case, the watch: they
+        name head:<department>) start as children and are not checked; one that hallflow signs
+        is checked for its department only."""
+        assert self.org is not None
+        refuse_risk_owner(self.org, workflow.now(), req.owner, req.responsible_department,
+                          department_only=self.sender == SYSTEM_ACTOR)
 
     SIGNAL_TWINS = {
         "acknowledge": (Acknowledge, _check_acknowledge),

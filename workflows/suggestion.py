@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.guard import refuse_input
     from contract.org import Role
     from workflows.authority import department_people
+    from workflows.proof import current_proof
     from workflows.governed import Governed
     from workflows.twins import SignalTwins
     from workflows.waiting import Waiting
@@ -60,6 +61,7 @@ class SuggestionWorkflow(SignalTwins, Governed):
         self._overdue = False
         self._reclassifying = False
         self._response: Respond | None = None
+        self._response_proof = None  # the proof of the respond message, for the `answered` row
         self._answer: Publication | None = None
         self._closed = False  # the answer is published and the submitter told
         self._waiting = Waiting()  # the department owes the answer, for the inbox
@@ -71,8 +73,13 @@ class SuggestionWorkflow(SignalTwins, Governed):
             [search.FEEDBACK_STAGE.value_set(self._stage), search.DEPARTMENT.value_set(suggestion.department)]
         )
         await self._set_due(await self._answer_deadline())
+        # Who submitted it, as the guard proved it (the applicant through a portal, or an officer).
+        proof = self.start_proof
         await self._trail.record(
-            "submitted", SYSTEM, details={"complexity": self._complexity, "due_at": self._due_at().isoformat()}
+            "submitted",
+            proof.actor if proof is not None else SYSTEM,
+            proof=proof,
+            details={"complexity": self._complexity, "due_at": self._due_at().isoformat()},
         )
         title, body = notices.suggestion_received(suggestion.suggestion_no, suggestion.topic, self._due_at())
         await self._trail.notify(suggestion.department, "suggestion_received", title, body)
@@ -135,7 +142,8 @@ class SuggestionWorkflow(SignalTwins, Governed):
         self._waiting.publish([], along=[search.FEEDBACK_STAGE.value_set(self._stage), search.STEP_OVERDUE.value_set(False)])
         workflow.set_current_details(self._details_line())
         await self._trail.record(
-            "answered", r.officer, r.reason, details={"adopted": r.adopted, "on_time": self._answer.on_time}
+            "answered", r.officer, r.reason, details={"adopted": r.adopted, "on_time": self._answer.on_time},
+            proof=self._response_proof,
         )
         await act.publish_answer(PublicationRecord(key=str(workflow.uuid4()), entry=self._answer))
         await self._trail.record("published", SYSTEM)
@@ -170,7 +178,7 @@ class SuggestionWorkflow(SignalTwins, Governed):
 
     @workflow.update(name="respond")
     async def respond(self, req: Respond) -> SuggestionStatus:
-        self._response = req
+        self._response, self._response_proof = req, current_proof()  # run() records it, with this message's key
         await workflow.wait_condition(lambda: self._closed)  # answer once published and the submitter told
         return self.status()
 
@@ -212,6 +220,17 @@ class SuggestionWorkflow(SignalTwins, Governed):
         dept = self._s.department
         people = department_people(self.org, workflow.now(), dept) + self.org.with_role(Role.COORDINATOR, workflow.now(), department=dept)
         return people, f"{message} suggestion {self._s.suggestion_no} (for {dept})"
+
+    def check_start(self, req: Suggestion) -> None:
+        """The department that is to answer must be in the directory."""
+        assert self.org is not None
+        if not self.org.is_department(req.department):
+            raise ApplicationError(
+                f"suggestion {req.suggestion_no} is for {req.department}, which is not in the organisation directory "
+                f"(version {self.org.version}); departments: {', '.join(d.code for d in self.org.departments)}",
+                type="UnknownActor",
+                non_retryable=True,
+            )
 
     SIGNAL_TWINS = {
         "reclassify": (Reclassify, _check_reclassify),

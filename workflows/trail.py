@@ -18,6 +18,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from contract.records import AuditEntry, BrokenCommitment, Notice, Step
     from workflows import activities as act
+    from workflows.proof import Proven, current_proof
 
 SYSTEM = "hallflow"  # the actor of what the workflow does by itself (deadlines, escalations)
 
@@ -30,6 +31,25 @@ def step_key(*parts: object) -> str:
     drawn in sequence (workflow.uuid4()) could come out different and the same row be written twice; the
     n-th `rectified` of a run is the same row whatever came in between."""
     return ":".join([workflow.info().run_id, *map(str, parts)])
+
+
+def signed_with(actor: str, proof: Proven | None = None) -> str | None:
+    """The key that signed the message an audit row of `actor` records, as the guard proved it:
+
+    1. `proof`, the message the workflow kept with the row's cause, when it names `actor`;
+    2. else the message whose handler is running (an Update's, a signal's), when it names `actor`;
+    3. else, for a row a workflow writes later on someone's behalf without passing `proof`, the key
+       of the last message from `actor` that the workflow accepted (`Governed.signed`);
+    4. else None: hallflow's own steps, and unsigned messages where assertions are not required.
+    """
+    if proof is not None:
+        return proof.key_id if proof.actor == actor else None
+    current = current_proof()
+    if current is not None and current.actor == actor:
+        return current.key_id
+    if actor == SYSTEM:
+        return None  # hallflow's own step, unless its own signed message is being handled (above)
+    return getattr(workflow.instance(), "signed", {}).get(actor)
 
 
 class Trail:
@@ -45,7 +65,12 @@ class Trail:
         self._failure: BaseException | None = None
         self._queued = 0  # rows, notices and attachments queued so far: the writer waits till it holds still
 
-    async def record(self, action: str, actor: str, reason: str = "", details: dict[str, Any] | None = None) -> None:
+    async def record(
+        self, action: str, actor: str, reason: str = "", details: dict[str, Any] | None = None,
+        *, proof: Proven | None = None,
+    ) -> None:
+        """One audit row. `proof`: the message it records, when the row is written outside that
+        message's own handler (the workflow kept it with the message); see `signed_with`."""
         now = workflow.now()
         self.remember(now, action, actor, reason)
         info = workflow.info()
@@ -60,8 +85,7 @@ class Trail:
             workflow_id=info.workflow_id,
             run_id=info.run_id,
             details=details or {},
-            # The key that signed the message this row records (the guard proved it), if any.
-            signed_with=getattr(workflow.instance(), "signed", {}).get(actor),
+            signed_with=signed_with(actor, proof),
         )
         self.add(entry)  # with the subject as it is now, not once the step is written
 

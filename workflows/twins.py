@@ -19,8 +19,10 @@ with workflow.unsafe.imports_passed_through():
 
     from contract.common import SIGNAL_TWIN_SUFFIX, RefusedSignal
     from contract.converter import expected, invalid
+    from workflows.proof import Proven, current_proof
 
 KEEP_REFUSED = 20
+UNPROVEN = "signal"  # the actor of a refused twin whose sender was not proven
 # Each audited refusal costs history events; past this many in one run a sender gone wrong is
 # counted in status instead, so a flood of bad signals cannot grow the history without bound.
 AUDIT_REFUSALS = 100
@@ -53,6 +55,9 @@ class SignalTwins:
             model, validator = self.SIGNAL_TWINS[update]
             request = _parse(model, args)
             validator(self, request)
+            proof = current_proof()  # the guard proved it: the last message its actor had accepted
+            if proof is not None and proof.key_id is not None:
+                self.signed = {**getattr(self, "signed", {}), proof.actor: proof.key_id}
         except ApplicationError as refusal:
             await self._refuse(name, str(refusal.message), refusal.type or "Refused")
             return
@@ -66,7 +71,10 @@ class SignalTwins:
         except Exception as failure:  # noqa: BLE001 - the Update would fail; the workflow must not
             await self._refuse(name, f"accepted but failed while applied: {failure}", type(failure).__name__)
 
-    async def _refuse(self, name: str, reason: str, error: str) -> None:
+    async def _refuse(self, name: str, reason: str, error: str, proof: Proven | None = None) -> None:
+        """Record a refused twin. `proof`: who sent it and with which key, when the guard proved
+        that before refusing it (else the twin's own proof, if proven; else the actor is `signal`)."""
+        proof = proof or current_proof()
         # The sender chose the signal's name and the payload's field names, which the reason may
         # quote: keep them storable (no NUL) and short.
         name, reason = _storable(name, 200), _storable(reason, 2000)
@@ -82,7 +90,8 @@ class SignalTwins:
                 update={"reason": f"{reason} (refusal {AUDIT_REFUSALS}: later ones are only counted in status)"}
             )
         details = {"signal": refusal.signal, "error": refusal.error}
-        await self._trail.record("signal_refused", "signal", refusal.reason, details)  # type: ignore[attr-defined]
+        actor = proof.actor if proof is not None else UNPROVEN
+        await self._trail.record("signal_refused", actor, refusal.reason, details, proof=proof)  # type: ignore[attr-defined]
 
 
 def _storable(text: str, limit: int) -> str:
