@@ -83,7 +83,8 @@ def build_activities(settings: Settings, client: Client) -> list:
     create_tables(engine)
     metrics.count_commits(client, engine)  # audit rows and ratings as they commit (activities/metrics.py)
     catalog = load_catalog(settings.catalog_file)
-    directory = load_directory(settings.org_file, settings.keys_file, catalog)
+    # Also: every escalation rank data/risk.toml names has a holder (activities/org.py).
+    directory = load_directory(settings.org_file, settings.keys_file, catalog, settings.risk_file)
     store = Store(engine, LogChannel())
     # What the guard writes for refused Updates, and the key one workflow signs another's signal with.
     lend(settings.task_queue, Lent(store=store, key=load_private(settings.worker_key) if settings.worker_key.exists() else None))
@@ -209,7 +210,7 @@ async def main() -> None:
     settings = get_settings()
     configure_logging(settings.log_level)
     # The data files first: a bad catalog or directory stops the worker before it waits for a server.
-    load_directory(settings.org_file, settings.keys_file, load_catalog(settings.catalog_file))
+    load_directory(settings.org_file, settings.keys_file, load_catalog(settings.catalog_file), settings.risk_file)
     load_data_keys(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@ worker start (like the catalog), served to workflows by a local activity."""
 
 import json
 import tomllib
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from temporalio import activity
 from activities.catalog import CatalogError, _problem
 from contract.matter import Matter
 from contract.org import Directory, Role
+from contract.risk import RiskPolicy
 from security.keys import KeyFileError, load_public_keys
 
 log = structlog.get_logger()
@@ -43,8 +45,11 @@ def _label(data: dict[str, Any], loc: tuple[int | str, ...]) -> tuple[str, tuple
     return "directory", loc
 
 
-def load_directory(org_file: Path, keys_file: Path | None, catalog: dict[str, Matter] | None = None) -> Directory:
-    """Parse and validate both files and check the catalog against them, every problem at once."""
+def load_directory(
+    org_file: Path, keys_file: Path | None, catalog: dict[str, Matter] | None = None, risk_file: Path | None = None
+) -> Directory:
+    """Parse and validate both files and check the catalog (and, given `risk_file`, the escalation
+    ranks data/risk.toml names) against them, every problem at once."""
     data = _read(org_file)
     keys: list[Any] = []
     if keys_file is not None and keys_file.exists():
@@ -63,6 +68,8 @@ def load_directory(org_file: Path, keys_file: Path | None, catalog: dict[str, Ma
             problems.append(_problem(org_file, label, rest, err["msg"]))
         raise DirectoryError(problems) from None
     problems += _cross_checks(org_file, keys_file, directory, catalog or {})
+    if risk_file is not None:
+        problems += _rank_checks(org_file, risk_file, directory)
     if problems:
         raise DirectoryError(problems)
     return directory
@@ -102,6 +109,34 @@ def _cross_checks(org_file: Path, keys_file: Path | None, d: Directory, catalog:
             if not d.is_department(dept):
                 problems.append(f"{org_file}: matter {m.code!r}: department {dept!r} is not in the directory")
     return problems
+
+
+def _rank_checks(org_file: Path, risk_file: Path, d: Directory) -> list[str]:
+    """Each rank of each department's escalation chain must be held by someone in post today, or
+    a missed risk step would tell nobody: `head:<department>` by a department_head of it,
+    `office:<rank>` by an officer whose `ranks` list it. A [chains] entry must name a department."""
+    from activities.risk import load_risk_policy  # the risk activities import the database
+
+    try:
+        policy: RiskPolicy = load_risk_policy(risk_file)
+    except ValueError as err:
+        return [str(err)]
+    now = datetime.now(timezone.utc)
+    problems = [f"{risk_file}: chains.{dept}: department {dept!r} is not in {org_file}"
+                for dept in policy.chains if not d.is_department(dept)]
+    for dept in d.departments:
+        where = f"chains.{dept.code}" if dept.code in policy.chains else "chain"
+        templates = policy.chains.get(dept.code, policy.chain)
+        for i, (template, rank) in enumerate(zip(templates, policy.escalation_chain(dept.code))):
+            if d.holders(rank, now):
+                continue
+            named = f"{template!r}" + (f" ({rank!r} for department {dept.code!r})" if template != rank else "")
+            if rank.startswith("head:"):
+                held = f"no officer of {rank.removeprefix('head:')!r} in post has the role {Role.HEAD.value}"
+            else:
+                held = "no officer in post lists it in the field ranks (nor has it as id)"
+            problems.append(f"{risk_file}: {where}[{i}] {named}: {held} in {org_file}")
+    return list(dict.fromkeys(problems))
 
 
 class DirectoryActivities:
