@@ -6,12 +6,17 @@
 import base64
 import json
 import os
+import re
 import subprocess
+import sys
 import time
+from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from contract.assertion import payload_digest
+from contract.common import SHANGHAI
 from security.keys import load_public_keys
 from security.signing import from_header_json, verify
 from settings import ROOT, get_settings
@@ -162,3 +167,56 @@ def test_the_temporal_cli_sends_no_header_with_a_signal_so_its_twins_are_refused
     assert "carries no hallflow-actor header" in refusal[0]["reason"]
     audited = [e for e in hall.store.audit_trail("case", case_no) if e.action == "signal_refused"]
     assert [(e.actor, e.details["error"]) for e in audited] == [("signal", "Unauthenticated")]
+
+
+@pytest.mark.e2e
+def test_a_directory_change_published_with_starter_reaches_a_running_case(hall, tmp_path):
+    """docs/security.md, "A change reaches running cases": tax-01 leaves; `starter.py admin directory
+    publish` hands the new directory to the running case, which then refuses tax-01's opinion
+    (UnknownActor) and takes the taxation head's. The worker was not restarted: the case holds the
+    directory it was sent."""
+    case_no = f"DIR-{time.time_ns()}"
+    started = hall(
+        "case", "start", "--case-no", case_no, "--matter", "real-estate-registration", "--hall", "hall-central",
+        "--clerk", "clerk-01", "--applicant-id", "app-dir-1",
+        "--materials", "registration-application,applicant-identity,ownership-source-proof,tax-payment-proof,"
+        "cadastral-survey-report,marital-status-proof",
+    )
+    assert started.returncode == 0, started.stderr
+    assert wait_for(lambda: stage_of(hall, case_no) == "consulting")
+
+    last_day = datetime.now(SHANGHAI).date() - timedelta(days=1)  # tax-01's last day was yesterday
+    text = (ROOT / "data" / "org.toml").read_text(encoding="utf-8")
+    officer = 'id = "tax-01"\ndepartment = "taxation"\nroles = ["department_officer"]'
+    version = f"e2e-{time.time_ns()}"
+    assert officer in text and 'version = "' in text
+    changed = re.sub(r'^version = ".*"$', f'version = "{version}"', text, count=1, flags=re.M)
+    changed = changed.replace(officer, f"{officer}\nleft_after = {last_day.isoformat()}")
+    org = tmp_path / "org.toml"
+    org.write_text(changed, encoding="utf-8")
+
+    def starter(*args: str, org_file: Path = org) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "starter.py", *args], cwd=ROOT, env={**hall.env, "HALLFLOW_ORG_FILE": str(org_file)},
+                              capture_output=True, text=True, timeout=60)
+
+    # Only a directory admin may publish: starter.py says so before sending anything.
+    refused = starter("admin", "directory", "publish", "--by", "tax-head")
+    assert refused.returncode == 2 and "tax-head is not a directory admin; who is: org-admin" in refused.stderr
+    published = starter("admin", "directory", "publish", "--by", "org-admin", "-o", "json")
+    assert published.returncode == 0, published.stderr
+    answer = json.loads(published.stdout)
+    assert answer["version"] == version and answer["workflows"] >= 1
+
+    try:
+        opinion = ("case", "opinion", case_no, "--department", "taxation", "--agree", "--opinion", "tax paid")
+        gone = hall(*opinion, "--officer", "tax-01")
+        assert gone.returncode == 1, gone.stdout
+        assert "UnknownActor" in gone.stderr and f"tax-01 left after {last_day.isoformat()}" in gone.stderr, gone.stderr
+        assert stage_of(hall, case_no) == "consulting"
+        assert wait_for(lambda: [(e.actor, e.details["error"]) for e in hall.store.audit_trail("case", case_no)
+                                 if e.action == "refused"] == [("tax-01", "UnknownActor")])
+        taken = hall(*opinion, "--officer", "tax-head")
+        assert taken.returncode == 0, taken.stderr
+        assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_review")
+    finally:  # the module's other cases get the shipped directory back
+        assert starter("admin", "directory", "publish", "--by", "org-admin", org_file=ROOT / "data" / "org.toml").returncode == 0
