@@ -22,7 +22,7 @@ from activities.catalog import CatalogActivities, load_catalog
 from activities.db import create_tables, make_engine
 from activities.feedback import FeedbackActivities
 from activities.lent import Lent, lend, take_back
-from activities.org import DirectoryActivities, load_directory
+from activities.org import DirectoryActivities, load_directory, warn_wide_systems
 from activities.publication import PublicationActivities
 from activities.risk import RiskActivities, load_risk_policy
 from activities.watch import WatchDelivery
@@ -89,6 +89,7 @@ def build_activities(settings: Settings, client: Client) -> list:
     # What the guard writes for refused Updates, and the key one workflow signs another's signal with.
     lend(settings.task_queue, Lent(store=store, key=load_private(settings.worker_key) if settings.worker_key.exists() else None))
     log.info("directory_loaded", version=directory.version, officers=len(directory.officers), keys=len(directory.keys))
+    warn_wide_systems(directory)  # a system whose key speaks for anyone (the development hallflow-cli)
     return hallflow_activities(
         store,
         CalendarActivities(Calendar.load(settings.calendar_dir), settings.calendar_dir),

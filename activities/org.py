@@ -139,6 +139,24 @@ def _rank_checks(org_file: Path, risk_file: Path, d: Directory) -> list[str]:
     return list(dict.fromkeys(problems))
 
 
+def warn_wide_systems(d: Directory, at: datetime | None = None) -> list[str]:
+    """Log a warning for each calling system that may speak for anyone (`speaks_for = ["*"]`) and
+    holds a key not retired, where assertions are required: the development setup's hallflow-cli
+    is one; in production each system's scope is its hall or department (docs/security.md). The
+    ids warned about."""
+    at = at or datetime.now(timezone.utc)
+    if not d.require_assertions:
+        return []
+    wide = []
+    for system in d.systems:
+        keys = [k.id for k in d.keys if k.principal == system.id and (k.not_after is None or k.not_after > at)]
+        if "*" in system.speaks_for and keys:
+            wide.append(system.id)
+            log.warning("system_speaks_for_anyone", system=system.id, keys=keys,
+                        advice="a development setting: in production narrow speaks_for to a hall or department")
+    return wide
+
+
 class DirectoryActivities:
     """Serves the directory loaded at worker start: a workflow records it in its history."""
 

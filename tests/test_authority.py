@@ -631,3 +631,22 @@ def test_the_worker_does_not_start_on_a_bad_directory(tmp_path: Path):
     assert ran.returncode == 1
     # The catalog names officer-li as a reviewer: the directory must give them that role.
     assert f"{bad}: matter 'enterprise-opening', field reviewers: 'officer-li' lacks the role reviewer" in ran.stderr
+
+
+def test_the_worker_warns_of_a_system_that_speaks_for_anyone():
+    """The shipped hallflow-cli system (speaks_for = ["*"]) is for development: a worker that
+    requires assertions and holds a key of it says so in its log, once per start."""
+    from datetime import datetime, timezone
+
+    import structlog
+
+    from activities.org import warn_wide_systems
+
+    org = load_directory(get_settings().org_file, PUBLIC_KEYS)
+    with structlog.testing.capture_logs() as logs:
+        assert warn_wide_systems(org) == ["hallflow-cli"]
+    assert [(e["event"], e["system"], e["log_level"]) for e in logs] == [("system_speaks_for_anyone", "hallflow-cli", "warning")]
+    # Not for a closed test bench (no assertions required), nor once its keys are retired.
+    assert warn_wide_systems(org.model_copy(update={"require_assertions": False})) == []
+    retired = [k.model_copy(update={"not_after": datetime(2020, 1, 1, tzinfo=timezone.utc)}) for k in org.keys]
+    assert warn_wide_systems(org.model_copy(update={"keys": retired})) == []
