@@ -21,7 +21,9 @@ class AuditEntry(BaseModel):
     subject_type: str  # case | rectification | suggestion | risk ...
     subject_id: str
     action: str  # short event name: accepted, not_accepted, materials_supplemented ...
-    actor: Name  # person or system ("hallflow") that caused it
+    # Who caused it, as the worker proved it ("hallflow" for a workflow's own steps); for a
+    # refusal whose proof failed, whom the message named.
+    actor: Name
     # Composed by the workflow (a template and the sender's already checked text): not capped.
     reason: str = ""
     at: Instant
@@ -29,8 +31,12 @@ class AuditEntry(BaseModel):
     run_id: str
     # No personal data here: codes, counts and dates only.
     details: dict[str, Any] = Field(default_factory=dict)
-    # Which key signed the message that caused this row: a key id from the organisation
-    # directory; None for hallflow's own steps. Covered by the audit chain's hash.
+    # The id of the key (in the organisation directory) that the worker verified for the message
+    # this row records: that message's own, even when its actor signed others with other keys; a
+    # row a workflow writes later without that message's proof takes the key of the actor's last
+    # accepted message (workflows/trail.py signed_with). None for hallflow's own steps, for a
+    # workflow another hallflow workflow started, for a refusal whose proof failed, and for an
+    # unsigned message where assertions are not required. Covered by the audit chain's hash.
     signed_with: str | None = None
 
 

@@ -220,3 +220,35 @@ def test_a_directory_change_published_with_starter_reaches_a_running_case(hall, 
         assert wait_for(lambda: stage_of(hall, case_no) == "awaiting_review")
     finally:  # the module's other cases get the shipped directory back
         assert starter("admin", "directory", "publish", "--by", "org-admin", org_file=ROOT / "data" / "org.toml").returncode == 0
+
+
+@pytest.mark.e2e
+async def test_an_sdks_signal_with_start_carries_the_signed_header_to_its_signal(hall, dev_server):
+    """docs/integration.md: through an SDK, signal-with-start hands the request's header to the
+    start and to the signal alike, so one header with both assertions proves both (the worker
+    takes the one whose message matches). The satisfaction watch counts only a rating hallflow
+    signed: a rating sent this way counts. (The temporal CLI's signal-with-start sends no header.)"""
+    import asyncio
+    import uuid
+    from datetime import timezone
+
+    from contract.rating import Rating
+    from contract.risk import WatchState, WatchStatus
+
+    department = f"dept-{uuid.uuid4().hex[:12]}"
+    rating = Rating(case_no=f"SWS-{time.time_ns()}", matter_code="enterprise-opening", department=department,
+                    hall="hall-central", score=5, channel="window", at=datetime.now(timezone.utc))
+    # The fixture's client signs as hallflow what a case or the watch would send (tests/temporal_fixtures.py).
+    handle = await dev_server.client.start_workflow(
+        "SatisfactionWatchWorkflow", WatchState(department=department), id=f"satisfaction-{department}",
+        task_queue="hallflow", start_signal="rating", start_signal_args=[rating])
+    try:
+        for _ in range(100):
+            status = await handle.query("status", result_type=WatchStatus)
+            if status.ratings:
+                break
+            await asyncio.sleep(0.1)
+        assert status.ratings == 1
+        assert [e for e in hall.store.audit_trail("SatisfactionWatchWorkflow", handle.id) if e.action == "refused"] == []
+    finally:
+        await handle.terminate()
