@@ -1,8 +1,8 @@
 """Hands each rating to its department's satisfaction watch (the first rating of a department
 starts its watch). A retry may deliver twice; the watch drops the repeat.
 
-A start that finds the watch running, then a signal: not signal-with-start, whose signal the
-server delivers without the request's header, so the watch could not tell it came from hallflow.
+A start that finds the watch running, then a signal: two calls, each simple to retry on its own
+(signal-with-start through an SDK would carry the request's header to the signal as well).
 """
 
 from temporalio import activity

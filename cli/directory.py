@@ -22,7 +22,7 @@ WORKFLOW_TYPES = ("CaseWorkflow", "RectificationWorkflow", "SuggestionWorkflow",
 
 def _load(settings: Settings) -> Directory:
     try:
-        return load_directory(settings.org_file, settings.keys_file, load_catalog(settings.catalog_file))
+        return load_directory(settings.org_file, settings.keys_file, load_catalog(settings.catalog_file), settings.risk_file)
     except DirectoryError as err:
         raise calls.Refused(f"the directory is invalid:\n{err}", calls.BAD_INPUT) from None
 

@@ -8,10 +8,11 @@
 The input is hashed byte for byte as given, as the temporal CLI sends --input and --input-file
 unchanged: pass the very same string or file to both.
 
-One call that carries two messages under one header (update-with-start, signal-with-start) needs
-both assertions in it, as a JSON array: `--also-message` (with `--also-input` or
-`--also-input-file`, and `--also-actor` when someone else acts) adds the second; the worker takes
-the one whose message matches.
+One call that carries two messages under one header (update-with-start) needs both assertions in
+it, as a JSON array: `--also-message` (with `--also-input` or `--also-input-file`, and
+`--also-actor` when someone else acts) adds the second; the worker takes the one whose message
+matches. The temporal CLI's signal-with-start sends no header: start with `workflow start
+--headers`, then signal from an SDK.
 """
 
 import os

@@ -189,9 +189,9 @@ async def test_every_signal_twin_sent_while_the_worker_is_down_is_applied_once_i
     assert await until(lambda: _risk_state(r2, "handling"))
     assert await until(lambda: _risk_state(r3, "resolved"))
     refusals = [e for e in hall.store.audit_trail("case", panel_no) if e.action == "signal_refused"]
-    assert [(e.actor, e.details["error"]) for e in refusals] == [("signal", "NotPanelMember")]
+    assert [(e.actor, e.details["error"]) for e in refusals] == [("officer-wang", "NotPanelMember")]
     refusals = [e for e in hall.store.audit_trail("case", consulting_no) if e.action == "signal_refused"]
-    assert [(e.actor, e.details["error"]) for e in refusals] == [("signal", "Forbidden")]
+    assert [(e.actor, e.details["error"]) for e in refusals] == [("officer-li", "Forbidden")]
 
 
 async def _check(handle, check, query=CaseWorkflow.status):

@@ -67,8 +67,8 @@ async def test_invalid_twins_are_refused_recorded_and_the_case_goes_on(env, hall
         lambda: [e for e in sqlite_store.audit_trail("case", app.case_no) if e.action == "signal_refused"]
     )
     assert [(e.actor, e.details["signal"], e.details["error"]) for e in audit][:2] == [
-        ("signal", "review_signal", "NotReviewer"),
-        ("signal", "review_signal", "InvalidPayload"),
+        ("officer-lin", "review_signal", "NotReviewer"),  # the proven sender
+        ("applicant", "review_signal", "InvalidPayload"),
     ]
     assert len(audit) == 6
 
