@@ -81,7 +81,8 @@ async def test_nothing_personal_can_be_read_from_a_case_without_the_key(env, hal
     # Every payload is encrypted under the current key, but a null (nothing to hide) and the SDK's
     # own bookkeeping of a local activity (its type, attempt and times; the result is encrypted).
     coded = [p for p in payloads_of(history) if p.metadata.get("encoding") != b"binary/null" and not local_activity_marker(p)]
-    assert len(coded) > 20
+    # (the input, the Update and its answer, each local activity's result, the summaries: 15 now)
+    assert len(coded) >= 10
     assert {p.metadata.get("encoding") for p in coded} == {ENCRYPTED}
     assert {p.metadata[KEY_ID] for p in coded} == {b"test-1"}
     # Search attributes stay plain (operators filter on them) and hold no personal data.
