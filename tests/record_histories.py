@@ -461,16 +461,26 @@ async def _risk(run: Run, no: str, probability: float, impact: str) -> WorkflowH
     return handle
 
 
-async def _review_and_resolve(run: Run, handle: WorkflowHandle) -> None:
+async def _review_and_resolve(
+    run: Run,
+    handle: WorkflowHandle,
+    officer: str = "officer-li",
+    plan: str = "spares",
+    days: int = 2,
+    review: tuple[str, str, str] = ("c", "w", "x"),
+    summary: str = "done",
+) -> None:
+    """An acknowledged risk's plan, review and resolution, by `officer`."""
     await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "awaiting_plan" and s.due_at is not None)
     await handle.execute_update(
-        RiskWorkflow.submit_plan, SubmitPlan(officer="officer-li", plan="spares", due=await run.now() + timedelta(days=2))
+        RiskWorkflow.submit_plan, SubmitPlan(officer=officer, plan=plan, due=await run.now() + timedelta(days=days))
     )
     await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "handling")
+    cause, worked, changes = review
     await handle.execute_update(
-        RiskWorkflow.review, RiskReviewRecord(by="officer-li", cause="c", what_worked="w", what_changes="x")
+        RiskWorkflow.review, RiskReviewRecord(by=officer, cause=cause, what_worked=worked, what_changes=changes)
     )
-    await handle.execute_update(RiskWorkflow.resolve, Resolve(officer="officer-li", summary="done"))
+    await handle.execute_update(RiskWorkflow.resolve, Resolve(officer=officer, summary=summary))
 
 
 async def risk_handled_and_resolved(run: Run) -> WorkflowHandle:
@@ -508,15 +518,7 @@ async def risk_watch_gone_resolved(run: Run) -> WorkflowHandle:
     handle = await run.client.start_workflow(RiskWorkflow.run, r, id=f"risk-{r.risk_no}", task_queue=run.task_queue)
     await _until(handle, RiskWorkflow.status, lambda s: s.due_at is not None)
     await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="officer-zheng", group="g4"))
-    await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "awaiting_plan" and s.due_at is not None)
-    await handle.execute_update(
-        RiskWorkflow.submit_plan, SubmitPlan(officer="officer-zheng", plan="more staff", due=await run.now() + timedelta(days=1))
-    )
-    await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "handling")
-    await handle.execute_update(
-        RiskWorkflow.review, RiskReviewRecord(by="officer-zheng", cause="c", what_worked="w", what_changes="x")
-    )
-    await handle.execute_update(RiskWorkflow.resolve, Resolve(officer="officer-zheng", summary="done"))
+    await _review_and_resolve(run, handle, officer="officer-zheng", plan="more staff", days=1)
     return handle
 
 
@@ -548,15 +550,10 @@ async def risk_from_watch_resolved(run: Run) -> WorkflowHandle:
     handle = run.client.get_workflow_handle(f"risk-{risk_no}")
     await _until(handle, RiskWorkflow.status, lambda s: s.due_at is not None)
     await handle.execute_update(RiskWorkflow.acknowledge, Acknowledge(officer="tax-head", group="satisfaction"))
-    await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "awaiting_plan" and s.due_at is not None)
-    await handle.execute_update(
-        RiskWorkflow.submit_plan, SubmitPlan(officer="tax-head", plan="call back raters", due=await run.now() + timedelta(days=1))
-    )
-    await _until(handle, RiskWorkflow.status, lambda s: s.entry.state == "handling")
-    await handle.execute_update(
-        RiskWorkflow.review, RiskReviewRecord(by="tax-head", cause="queue", what_worked="call-backs", what_changes="staffing")
-    )
-    await handle.execute_update(RiskWorkflow.resolve, Resolve(officer="tax-head", summary="rate back under 5%"))
+    await _review_and_resolve(
+        run, handle, officer="tax-head", plan="call back raters", days=1,
+        review=("queue", "call-backs", "staffing"), summary="rate back under 5%",
+    )  # fmt: skip
     await _until(watch, SatisfactionWatchWorkflow.status, lambda s: s.open_risk is None)
     return handle
 

@@ -31,6 +31,20 @@ def _header(ran: subprocess.CompletedProcess) -> str:
     return ran.stdout.strip()
 
 
+def _consulting_case(hall, prefix: str, applicant_id: str) -> str:
+    """A real-estate registration started through starter.py, waiting on taxation's opinion."""
+    case_no = f"{prefix}-{time.time_ns()}"
+    started = hall(
+        "case", "start", "--case-no", case_no, "--matter", "real-estate-registration", "--hall", "hall-central",
+        "--clerk", "clerk-01", "--applicant-id", applicant_id,
+        "--materials", "registration-application,applicant-identity,ownership-source-proof,tax-payment-proof,"
+        "cadastral-survey-report,marital-status-proof",
+    )
+    assert started.returncode == 0, started.stderr
+    assert wait_for(lambda: stage_of(hall, case_no) == "consulting")
+    return case_no
+
+
 def test_sign_puts_both_assertions_of_an_update_with_start_in_one_header():
     update, start = '{"materials": ["residence-proof"], "submitted_by": "applicant"}', '{"case_no": "X-1"}'
     ran = subprocess.run(
@@ -57,15 +71,7 @@ def test_sign_puts_both_assertions_of_an_update_with_start_in_one_header():
 
 @pytest.mark.e2e
 def test_an_update_not_signed_for_itself_or_by_someone_not_allowed_is_refused_and_audited(hall, dev_server, codec_server):
-    case_no = f"SIG-{time.time_ns()}"
-    started = hall(
-        "case", "start", "--case-no", case_no, "--matter", "real-estate-registration", "--hall", "hall-central",
-        "--clerk", "clerk-01", "--applicant-id", "app-sig-1",
-        "--materials", "registration-application,applicant-identity,ownership-source-proof,tax-payment-proof,"
-        "cadastral-survey-report,marital-status-proof",
-    )
-    assert started.returncode == 0, started.stderr
-    assert wait_for(lambda: stage_of(hall, case_no) == "consulting")
+    case_no = _consulting_case(hall, "SIG", "app-sig-1")
     workflow_id = f"case-{case_no}"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "TEMPORAL_ADDRESS": dev_server.client.service_client.config.target_host,
@@ -175,15 +181,7 @@ def test_a_directory_change_published_with_starter_reaches_a_running_case(hall, 
     publish` hands the new directory to the running case, which then refuses tax-01's opinion
     (UnknownActor) and takes the taxation head's. The worker was not restarted: the case holds the
     directory it was sent."""
-    case_no = f"DIR-{time.time_ns()}"
-    started = hall(
-        "case", "start", "--case-no", case_no, "--matter", "real-estate-registration", "--hall", "hall-central",
-        "--clerk", "clerk-01", "--applicant-id", "app-dir-1",
-        "--materials", "registration-application,applicant-identity,ownership-source-proof,tax-payment-proof,"
-        "cadastral-survey-report,marital-status-proof",
-    )
-    assert started.returncode == 0, started.stderr
-    assert wait_for(lambda: stage_of(hall, case_no) == "consulting")
+    case_no = _consulting_case(hall, "DIR", "app-dir-1")
 
     last_day = datetime.now(SHANGHAI).date() - timedelta(days=1)  # tax-01's last day was yesterday
     text = (ROOT / "data" / "org.toml").read_text(encoding="utf-8")
